@@ -1,0 +1,78 @@
+"""Torch datasets over the MVTec layout, with the CLIP normalisation of a backbone.
+
+Images: converted to RGB (grayscale classes get three equal channels) and resized to
+the square input resolution with bicubic interpolation, no crop (a crop could cut a
+defect away). Masks: the 0/1 mask is resized with antialiased bilinear interpolation
+and binarised at > 0.5, i.e. a pixel is anomalous when at least half of it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cnc.data.layout import Sample, dataset_samples
+
+MASK_RULE = "bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """uint8 (size, size, 3) RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+
+
+def load_mask(path: Path | None, size: int) -> np.ndarray:
+    """bool (size, size); all False for a normal image."""
+    if path is None:
+        return np.zeros((size, size), dtype=bool)
+    with Image.open(path) as im:
+        values = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    resized = Image.fromarray(values).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized) > 0.5
+
+
+class AnomalyDataset(Dataset):
+    """Items: image (3, R, R) normalised, mask (M, M) bool, label, class name, path."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        resolution: int,
+        mask_size: int | None = None,
+        mean: Sequence[float] = OPENAI_DATASET_MEAN,
+        std: Sequence[float] = OPENAI_DATASET_STD,
+    ) -> None:
+        self.samples = list(samples)
+        self.resolution = resolution
+        self.mask_size = mask_size or resolution
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        pixels = torch.from_numpy(load_image(sample.image, self.resolution).copy())
+        image = (pixels.permute(2, 0, 1).float() / 255.0 - self.mean) / self.std
+        return {
+            "image": image,
+            "mask": torch.from_numpy(load_mask(sample.mask, self.mask_size)),
+            "label": sample.label,
+            "cls": sample.cls,
+            "path": str(sample.image),
+        }
+
+
+def open_split(
+    root: Path, split: str, resolution: int, classes: list[str] | None = None, **kwargs
+) -> AnomalyDataset:
+    """The train or test split of every class of an MVTec-layout root, as one dataset."""
+    return AnomalyDataset(dataset_samples(root, split, classes), resolution, **kwargs)
