@@ -12,12 +12,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnc.config import ConfigError, dataset_root, load_params, synthetic_spec
+from cnc.config import (
+    ConfigError,
+    data_section,
+    dataset_root,
+    dataset_url,
+    downloads_dir,
+    synthetic_spec,
+)
 from cnc.data import prepare as prep
 from cnc.data.check import check_root
 from cnc.data.download import DownloadError
 from cnc.data.layout import LayoutError
 from cnc.data.manifest import MANIFEST, manifest_differences
+from cnc.data.registry import DATASET_NAMES, REMOTE
 from cnc.data.synthetic import CLASSES, SyntheticSpec
 from cnc.data.visa import VisaError
 from cnc.io import write_json
@@ -141,36 +149,36 @@ def data_check(
 def data_prepare(
     name: Annotated[str, typer.Argument(help="synthetic, mvtec, visa or folder")],
     params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
+    settings: Annotated[
+        str | None, typer.Option(help="JSON of params.yaml's data section (used by Snakemake).")
+    ] = None,
     record: Annotated[
         Path | None, typer.Option(help="Also write a summary JSON here (workflow output).")
     ] = None,
 ) -> None:
     """Prepare a dataset as params.yaml describes it (the workflow's data step)."""
     with user_errors():
-        settings = load_params(params)
-        root = dataset_root(settings, name)
+        data = data_section(params, settings)
+        root = dataset_root(data, name)
         if name == "synthetic":
             # Replaces an older synthetic set of other settings, never a folder it did not make.
-            manifest = prep.synthetic(synthetic_spec(settings), root, force=prep.is_synthetic(root))
+            manifest = prep.synthetic(synthetic_spec(data), root, force=prep.is_synthetic(root))
         elif name == "folder":
             manifest = prep.verify_root(root, "folder", counts=None)
-        else:
+        elif name in REMOTE:
             manifest = prep.fetch(
-                name,
-                root,
-                url=settings["data"][name]["url"],
-                downloads=Path(settings["data"]["downloads"]),
+                REMOTE[name], root, url=dataset_url(data, name), downloads=downloads_dir(data)
             )
+        else:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
         if record is not None:
-            write_json(
-                record,
-                {
-                    "dataset": name,
-                    "root": str(root),
-                    "counts": manifest["counts"],
-                    "files": len(manifest["files"]),
-                },
-            )
+            summary = {
+                "dataset": name,
+                "root": str(root),
+                "counts": manifest["counts"],
+                "files": len(manifest["files"]),
+            }
+            write_json(record, summary)
     _print_counts(manifest["counts"], f"{name} in {root}")
 
 

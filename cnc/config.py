@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,52 @@ def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
     return params
 
 
-def synthetic_spec(params: dict[str, Any]) -> SyntheticSpec:
-    s = params["data"]["synthetic"]
-    return SyntheticSpec(
-        seed=s["seed"],
-        image_size=s["image_size"],
-        classes=tuple(s["classes"]),
-        train_per_class=s["train_per_class"],
-        test_per_class=s["test_per_class"],
-    )
+def data_section(params_file: Path | None, settings_json: str | None) -> dict[str, Any]:
+    """The `data` settings from params.yaml, or from JSON given by the workflow."""
+    if settings_json is None:
+        return load_params(params_file or Path("params.yaml"))["data"]
+    try:
+        data = json.loads(settings_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--settings: expected a JSON object like params.yaml's data section")
+    return data
 
 
-def dataset_root(params: dict[str, Any], name: str) -> Path:
-    root = params["data"][name]["root"]
+def _get(data: dict[str, Any], *keys: str) -> Any:
+    node: Any = data
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            raise ConfigError(f"data.{'.'.join(keys[: depth + 1])}: missing setting")
+        node = node[key]
+    return node
+
+
+def synthetic_spec(data: dict[str, Any]) -> SyntheticSpec:
+    s = _get(data, "synthetic")
+    try:
+        return SyntheticSpec(
+            seed=s["seed"],
+            image_size=s["image_size"],
+            classes=tuple(s["classes"]),
+            train_per_class=s["train_per_class"],
+            test_per_class=s["test_per_class"],
+        )
+    except KeyError as exc:
+        raise ConfigError(f"data.synthetic.{exc.args[0]}: missing setting") from None
+
+
+def dataset_root(data: dict[str, Any], name: str) -> Path:
+    root = _get(data, name, "root")
     if root is None:
-        raise ConfigError(f"params.yaml: data.{name}.root is not set; give the dataset folder")
+        raise ConfigError(f"data.{name}.root: not set; give the dataset folder in params.yaml")
     return Path(root)
+
+
+def dataset_url(data: dict[str, Any], name: str) -> str:
+    return _get(data, name, "url")
+
+
+def downloads_dir(data: dict[str, Any]) -> Path:
+    return Path(_get(data, "downloads"))

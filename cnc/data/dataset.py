@@ -2,8 +2,9 @@
 
 Images: converted to RGB (grayscale classes get three equal channels) and resized to
 the square input resolution with bicubic interpolation, no crop (a crop could cut a
-defect away). Masks: the 0/1 mask is resized with antialiased bilinear interpolation
-and binarised at > 0.5, i.e. a pixel is anomalous when at least half of it was.
+defect away). Masks: any non-zero value counts as anomalous (so 0/255, 0/1 and
+label-index masks all work); the 0/1 mask is resized with antialiased bilinear
+interpolation and binarised at > 0.5: a pixel is anomalous when more than half of it was.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from cnc.data.layout import Sample, dataset_samples
 
-MASK_RULE = "bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
+MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
@@ -33,7 +34,7 @@ def load_mask(path: Path | None, size: int) -> np.ndarray:
     if path is None:
         return np.zeros((size, size), dtype=bool)
     with Image.open(path) as im:
-        values = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        values = (np.asarray(im.convert("L")) != 0).astype(np.float32)
     resized = Image.fromarray(values).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized) > 0.5
 

@@ -11,7 +11,7 @@ from cnc.data import visa
 from cnc.data.check import check_root, count_mismatches
 from cnc.data.download import download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
-from cnc.data.registry import REMOTE
+from cnc.data.registry import RemoteDataset
 from cnc.data.synthetic import SyntheticSpec, contact_sheet, generate
 from cnc.io import atomic_dir, read_json
 
@@ -46,23 +46,22 @@ def verify_root(
 
 
 def fetch(
-    name: str,
+    spec: RemoteDataset,
     root: Path,
     url: str | None = None,
     downloads: Path | None = None,
-    counts: dict[str, tuple[int, int, int]] | None = None,
     check_counts: bool = True,
     progress: bool = True,
     retries: int = 3,
 ) -> dict[str, Any]:
-    """Make `root` hold dataset `name` in the MVTec layout, verified, with a manifest.
+    """Make `root` hold dataset `spec` in the MVTec layout, verified, with a manifest.
 
     An extracted folder already at `root` is verified and used; otherwise the archive in
     `downloads` is used after its hash is checked, or downloaded when absent.
     """
-    spec = REMOTE[name]
+    name = spec.name
     root = Path(root)
-    expected = (counts or spec.counts) if check_counts else None
+    expected = spec.counts if check_counts else None
     if root.exists():
         return verify_root(root, name, expected)
     downloads = Path(downloads) if downloads else root.parent / "downloads"

@@ -1,0 +1,14 @@
+# The CNC benchmark workflow. Settings: params.yaml (validated against
+# workflow/schemas/params.schema.yaml). Logic lives in the `cnc` package; the rules
+# only wire its commands together.
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        prepared_data(),
