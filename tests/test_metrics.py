@@ -167,3 +167,17 @@ def test_bad_input_is_rejected_with_a_reason(mutate, needle):
     maps, masks, labels = random_case(0)
     with pytest.raises(MetricError, match=re.escape(needle)):
         class_metrics(*mutate(maps, masks, labels))
+
+
+def test_bench_set_has_mvtec_shape_and_reference_agrees():
+    from cnc.bench.metrics import max_difference, mvtec_like_set, reference_aupro, run
+
+    data = mvtec_like_set(seed=1, size=48, scale=0.05)
+    assert len(data) == 15
+    maps, masks, labels = data["bottle"]
+    assert maps.shape[1:] == (48, 48) and labels.sum() >= 1 and masks[labels == 1].any()
+    assert reference_aupro(maps, masks) == pytest.approx(
+        class_metrics(maps, masks, labels)["aupro"], abs=1e-12
+    )
+    ours, reference = run(seed=1, size=48, scale=0.05)
+    assert max_difference(ours, reference) < 1e-9

@@ -1,0 +1,1 @@
+"""Benchmark commands: figures printed side by side, never timed tests."""

@@ -1,0 +1,91 @@
+"""Saved anomaly maps: what inference writes and evaluation reads.
+
+One compressed `<cls>.npz` per class under `<run>/maps/`, with
+  maps          float16 (N, H, W)  anomaly maps at the evaluation size
+  masks         bool    (N, H, W)  ground truth resized with the stated mask rule
+  labels        int8    (N,)       1 = anomalous
+  image_scores  float32 (N,)       image-level scores
+  paths         str     (N,)       source images, for heat maps
+and `protocol.json` beside them: map size, mask rule, image-score rule, smoothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnc.io import atomic_path, read_json, write_json
+
+PROTOCOL = "protocol.json"
+MAPS_DIR = "maps"
+
+
+class MapsError(ValueError):
+    pass
+
+
+@dataclass
+class ClassMaps:
+    maps: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    image_scores: np.ndarray
+    paths: np.ndarray
+
+
+def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
+    n = len(data.labels)
+    shapes = {
+        "maps": data.maps.shape[0],
+        "masks": data.masks.shape[0],
+        "image_scores": len(data.image_scores),
+        "paths": len(data.paths),
+    }
+    if any(v != n for v in shapes.values()) or data.maps.shape != data.masks.shape:
+        raise MapsError(f"{cls}: inconsistent array lengths {shapes} for {n} labels")
+    path = Path(folder) / f"{cls}.npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            maps=data.maps.astype(np.float16),
+            masks=data.masks.astype(bool),
+            labels=data.labels.astype(np.int8),
+            image_scores=data.image_scores.astype(np.float32),
+            paths=np.asarray(data.paths, dtype=str),
+        )
+    return path
+
+
+def read_class_maps(path: Path) -> ClassMaps:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return ClassMaps(
+                maps=z["maps"].astype(np.float32),
+                masks=z["masks"].astype(bool),
+                labels=z["labels"].astype(np.int64),
+                image_scores=z["image_scores"].astype(np.float32),
+                paths=z["paths"],
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise MapsError(f"{path}: not a readable maps file ({exc}); run inference again") from None
+
+
+def write_protocol(folder: Path, protocol: dict[str, Any]) -> None:
+    write_json(Path(folder) / PROTOCOL, protocol)
+
+
+def read_protocol(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / PROTOCOL
+    if not path.is_file():
+        raise MapsError(f"{path}: missing; the maps folder must come from `cnc infer`")
+    return read_json(path)
+
+
+def class_files(folder: Path) -> dict[str, Path]:
+    files = {p.stem: p for p in sorted(Path(folder).glob("*.npz"))}
+    if not files:
+        raise MapsError(f"{folder}: no <class>.npz maps; run `cnc infer` for this run first")
+    return files
