@@ -1,0 +1,156 @@
+"""The frozen CLIP encoder, built through open_clip for the paper's backbones and the tiny
+stand-ins alike.
+
+Block outputs are tapped with open_clip's `forward_intermediates`; tap indices are
+1-indexed block numbers. Features meet text features in CLIP's joint space: tokens go
+through the visual `ln_post` and projection, then are L2-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PAPER_BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
+TINY_PREFIX = "cnc-tiny-"
+# Evenly spread blocks ending at the last one (the paper does not publish its choice).
+DEFAULT_TAPS = {
+    "ViT-B-32": (4, 8, 12),
+    "ViT-B-16": (4, 8, 12),
+    "ViT-L-14": (8, 16, 24),
+    "ViT-L-14-336": (8, 16, 24),
+}
+TINY_TAPS = (2, 4, 6)
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class BackboneError(RuntimeError):
+    """The backbone cannot be built; the message says how to fix it."""
+
+
+def tiny_name(backbone: str) -> str:
+    return TINY_PREFIX + backbone
+
+
+def default_taps(backbone: str) -> tuple[int, int, int]:
+    return TINY_TAPS if backbone.startswith(TINY_PREFIX) else DEFAULT_TAPS[backbone]
+
+
+def create_clip(backbone: str, weights: str, resolution: int) -> nn.Module:
+    """An open_clip CLIP model at `resolution` (position embedding interpolated on load).
+
+    weights: "openai" (open_clip's tag, from its cache or the network), a checkpoint file,
+    or "random" (no weights; the tiny stand-ins and architecture tests).
+    """
+    if backbone not in open_clip.list_models():
+        known = ", ".join((*PAPER_BACKBONES, *(tiny_name(b) for b in PAPER_BACKBONES)))
+        raise BackboneError(f"backbone {backbone!r} unknown; choose one of {known}")
+    pretrained = None if weights == "random" else weights
+    if pretrained not in (None, "openai") and not Path(pretrained).is_file():
+        raise BackboneError(f"weights {weights}: no such checkpoint file")
+    try:
+        model = open_clip.create_model(
+            backbone,
+            pretrained=pretrained,
+            force_quick_gelu=True,  # the OpenAI weights were trained with QuickGELU
+            force_image_size=resolution,
+        )
+    except RuntimeError as exc:
+        if pretrained != "openai":
+            raise
+        raise BackboneError(
+            f"could not load the OpenAI weights of {backbone} ({exc}). Offline, download "
+            f"them elsewhere (open_clip.create_model('{backbone}', pretrained='openai') "
+            "fills its cache, ~/.cache/huggingface), copy that cache to this machine, or "
+            "save the model's state_dict to a file and pass its path as the weights"
+        ) from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@dataclass(frozen=True)
+class Taps:
+    """Tapped block outputs: class tokens (B, 3, C) and patch tokens (B, 3, L, C)."""
+
+    cls: torch.Tensor
+    patches: torch.Tensor
+
+
+class FrozenCLIP(nn.Module):
+    """The frozen visual and text encoders, and the maps into the joint space."""
+
+    def __init__(self, backbone: str, weights: str, resolution: int, taps: tuple[int, ...]):
+        super().__init__()
+        self.backbone = backbone
+        self.clip = create_clip(backbone, weights, resolution)
+        depth = len(self.clip.visual.transformer.resblocks)
+        if len(taps) != 3 or not all(1 <= t <= depth for t in taps) or list(taps) != sorted(taps):
+            raise BackboneError(f"taps {taps}: need three increasing block numbers in 1..{depth}")
+        self.taps = tuple(taps)
+        self.resolution = resolution
+        self.tokenizer = open_clip.get_tokenizer(backbone)
+        logging.getLogger(__name__).debug("built %s at %d px", backbone, resolution)
+
+    @property
+    def width(self) -> int:
+        """C: channels of the tapped visual tokens."""
+        return self.clip.visual.conv1.out_channels
+
+    @property
+    def text_width(self) -> int:
+        return self.clip.token_embedding.embedding_dim
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.clip.visual.grid_size)
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        cfg = self.clip.visual.preprocess_cfg
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+
+    def train(self, mode: bool = True) -> FrozenCLIP:
+        return super().train(False)  # frozen: dropout and friends stay off
+
+    @torch.no_grad()
+    def encode_taps(self, images: torch.Tensor) -> Taps:
+        """f_1..f_3 (patch tokens) and their class tokens, from one forward pass."""
+        out = self.clip.visual.forward_intermediates(
+            images,
+            indices=[t - 1 for t in self.taps],
+            stop_early=True,
+            intermediates_only=True,
+            output_fmt="NLC",
+            output_extra_tokens=True,
+        )
+        patches = torch.stack(out["image_intermediates"], dim=1)
+        cls = torch.stack([t[:, 0] for t in out["image_intermediates_prefix"]], dim=1)
+        return Taps(cls, patches)
+
+    def to_joint(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (..., C) -> unit vectors in the joint space (..., D)."""
+        visual = self.clip.visual
+        return F.normalize(visual.ln_post(tokens) @ visual.proj, dim=-1)
+
+    def encode_prompt_embeddings(self, embeddings: torch.Tensor, eot: int) -> torch.Tensor:
+        """Text features of token embeddings (P, n, W) whose end-of-text token sits at `eot`.
+
+        The causal mask means tokens after the end-of-text token cannot change its output,
+        so only the first `eot + 1` positions are run (exactly equal, several times faster).
+        """
+        clip = self.clip
+        n = eot + 1
+        x = embeddings[:, :n] + clip.positional_embedding[:n]
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:n, :n])
+        x = clip.ln_final(x[:, eot])
+        return F.normalize(x @ clip.text_projection, dim=-1)

@@ -1,0 +1,114 @@
+"""The CNC model: prompts, fusion, mixture of experts and decoder around a frozen CLIP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnc.model import fnp, losses
+from cnc.model.backbone import FrozenCLIP, Taps
+from cnc.model.decoder import Decoder, perturb
+from cnc.model.moe import GatedMoE, MultiLayerFusion
+from cnc.model.prompts import LearnablePrompts
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The method's switches and hyperparameters (paper values as defaults)."""
+
+    mlf: bool = True
+    cnc: bool = True
+    moe_experts: int = 5  # T; 0 means no MoE ("None" in Table 4)
+    moe_top_k: int = 2  # K
+    prompt_tokens: int = 12
+    tau: float = 0.001
+    gamma: float = 0.1
+    theta: int = 5
+    noise_std: float = 0.1
+    mlf_dropout: float = 0.1
+    expert_hidden_ratio: float = 1.0
+    decoder_head_width: int = 64
+
+    def __post_init__(self) -> None:
+        if self.moe_experts < 0:
+            raise ValueError(f"moe_experts={self.moe_experts}: T must be >= 0 (0 = no MoE)")
+        if self.moe_experts and not 1 <= self.moe_top_k <= self.moe_experts:
+            raise ValueError(
+                f"moe_top_k={self.moe_top_k} with moe_experts={self.moe_experts}: "
+                "K must satisfy 1 <= K <= T"
+            )
+
+
+@dataclass
+class Outputs:
+    """What one forward pass produces (loss terms are 0-dim tensors)."""
+
+    f_star: torch.Tensor
+    f_hat_star: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class CNC(nn.Module):
+    """The trainable part. The frozen encoder is passed to each call, never held."""
+
+    def __init__(self, encoder: FrozenCLIP, config: ModelConfig) -> None:
+        super().__init__()
+        width = encoder.width
+        self.config = config
+        self.prompts = LearnablePrompts(encoder, config.prompt_tokens) if config.cnc else None
+        self.fusion = MultiLayerFusion(width, 3 if config.mlf else 1, config.mlf_dropout)
+        self.moe = (
+            GatedMoE(width, config.moe_experts, config.moe_top_k, config.expert_hidden_ratio)
+            if config.moe_experts
+            else None
+        )
+        self.decoder = Decoder(width, 3, config.decoder_head_width)
+
+    def forward(
+        self,
+        encoder: FrozenCLIP,
+        taps: Taps,
+        epoch: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> Outputs:
+        c = self.config
+        tokens = torch.cat([taps.cls.unsqueeze(2), taps.patches], dim=2)  # (B, 3, 1 + L, C)
+        x = perturb(tokens, c.noise_std, generator) if self.training else tokens
+        x = self.fusion(x)
+        zero = x.new_zeros(())
+        moe_loss = zero
+        if self.moe is not None:
+            x, moe_loss = self.moe(x)
+        decoded = self.decoder(x)
+        f, f_hat = taps.patches, decoded[:, :, 1:]
+        terms = {"moe": moe_loss}
+        if self.prompts is not None:
+            text = self.prompts(encoder)  # (3, 2, D): g_n^i, g_a^i
+            f_star = self._promote(encoder, f, text)
+            f_hat_star = self._promote(encoder, f_hat, text)
+            terms["c1"] = losses.loss_c1(encoder.to_joint(taps.cls), text, c.tau)
+            terms["c2"] = losses.loss_c2(encoder.to_joint(decoded[:, :, 0]), text, c.tau)
+            terms["constraint"] = losses.constraint_loss(
+                terms["c1"], terms["c2"], epoch, c.theta, c.gamma
+            )
+        else:  # CNC off: plain distillation, no prompts, no promotion, no constraint
+            f_star, f_hat_star = f, f_hat
+            terms["constraint"] = zero
+        terms["distill"] = losses.distill_loss(f_star, f_hat_star)
+        terms["total"] = losses.total_loss(terms["distill"], terms["constraint"], moe_loss)
+        return Outputs(f_star, f_hat_star, terms)
+
+    @staticmethod
+    def _promote(encoder: FrozenCLIP, features: torch.Tensor, text: torch.Tensor):
+        joint = encoder.to_joint(features)
+        alpha = fnp.cross_modal_activation(joint, text[:, 0])
+        beta = fnp.cross_modal_activation(joint, text[:, 1])
+        return fnp.normality_promotion(features, fnp.control_coefficient(alpha, beta))
+
+    @torch.no_grad()
+    def anomaly_maps(self, encoder: FrozenCLIP, taps: Taps, size: int) -> torch.Tensor:
+        """Eq. (17) at `size` x `size` (call in eval mode: no noise, no dropout)."""
+        out = self(encoder, taps)
+        return losses.anomaly_map(out.f_star, out.f_hat_star, encoder.grid, size)
