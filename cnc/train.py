@@ -1,0 +1,325 @@
+"""Training one grid point: all classes jointly (multi-class), frozen encoder, Adam.
+
+The encoder is frozen and there is no augmentation, so its tapped features are computed
+once per training image and reused every epoch (in memory, or in a memory-mapped file
+for large sets). Runs are seeded and resumable: a checkpoint holds the weights, the
+optimiser and every random generator, so `resume` ends at the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cnc.data.dataset import AnomalyDataset, open_split
+from cnc.io import atomic_path, write_json
+from cnc.model.backbone import FrozenCLIP, Taps
+from cnc.model.build import ArchConfig, build, encoder_fingerprint
+from cnc.model.cnc import CNC
+
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train_log.csv"
+CONFIG = "config.json"
+MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: ArchConfig
+    dataset: str
+    data_root: str
+    epochs: int
+    classes: tuple[str, ...] | None = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    checkpoint_every: int = 10
+    cache: str = "auto"  # auto, memory, disk or off (re-encode every step)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+        if self.cache not in ("auto", "memory", "disk", "off"):
+            raise ValueError(f"cache={self.cache!r}: choose auto, memory, disk or off")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["arch"] = self.arch.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["arch"] = ArchConfig.from_dict(data["arch"])
+        data["classes"] = tuple(data["classes"]) if data.get("classes") else None
+        data["betas"] = tuple(data["betas"])
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+class FeatureSource:
+    """Tapped encoder features of the training images, by index."""
+
+    def taps(self, indices: torch.Tensor) -> Taps:
+        raise NotImplementedError
+
+
+class Reencode(FeatureSource):
+    """Loads and encodes the images of every batch (what a cache avoids)."""
+
+    def __init__(self, encoder: FrozenCLIP, dataset: AnomalyDataset, device) -> None:
+        self.encoder, self.dataset, self.device = encoder, dataset, device
+
+    def taps(self, indices: torch.Tensor) -> Taps:
+        images = torch.stack([self.dataset[int(i)]["image"] for i in indices]).to(self.device)
+        return self.encoder.encode_taps(images)
+
+
+class FeatureCache(FeatureSource):
+    """All tapped features computed once; rows gathered per batch."""
+
+    def __init__(
+        self,
+        cls: np.ndarray | torch.Tensor,
+        patches: np.ndarray | torch.Tensor,
+        device,
+        cleanup: Path | None = None,
+    ) -> None:
+        self.cls, self.patches, self.device, self.cleanup = cls, patches, device, cleanup
+
+    @classmethod
+    def build(
+        cls,
+        encoder: FrozenCLIP,
+        dataset: AnomalyDataset,
+        device,
+        where: str,
+        folder: Path,
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> FeatureCache:
+        n = len(dataset)
+        grid = encoder.grid[0] * encoder.grid[1]
+        shape_cls, shape_patches = (n, 3, encoder.width), (n, 3, grid, encoder.width)
+        size = 4 * (math.prod(shape_cls) + math.prod(shape_patches))
+        if where == "auto":
+            where = "memory" if size <= MEMORY_CACHE_LIMIT else "disk"
+        cleanup = None
+        if where == "memory":
+            store_cls, store_patches = (
+                np.empty(shape_cls, np.float32),
+                np.empty(shape_patches, np.float32),
+            )
+        else:
+            cleanup = Path(tempfile.mkdtemp(prefix=".feature-cache-", dir=folder))
+            store_cls = np.lib.format.open_memmap(cleanup / "cls.npy", "w+", np.float32, shape_cls)
+            store_patches = np.lib.format.open_memmap(
+                cleanup / "patches.npy", "w+", np.float32, shape_patches
+            )
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        start = 0
+        for batch in tqdm(loader, desc="encoding", disable=not progress, leave=False):
+            taps = encoder.encode_taps(batch["image"].to(device))
+            stop = start + len(batch["image"])
+            store_cls[start:stop] = taps.cls.float().cpu().numpy()
+            store_patches[start:stop] = taps.patches.float().cpu().numpy()
+            start = stop
+        return cls(store_cls, store_patches, device, cleanup)
+
+    def taps(self, indices: torch.Tensor) -> Taps:
+        rows = np.sort(indices.numpy())  # memory-mapped reads in file order
+        order = np.argsort(np.argsort(indices.numpy()))
+        cls = torch.from_numpy(np.asarray(self.cls[rows])[order])
+        patches = torch.from_numpy(np.asarray(self.patches[rows])[order])
+        return Taps(cls.to(self.device), patches.to(self.device))
+
+    def close(self) -> None:
+        if self.cleanup is not None:
+            import shutil
+
+            self.cls = self.patches = None
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _rng_state(shuffle: torch.Generator, noise: torch.Generator) -> dict[str, Any]:
+    state = {
+        "shuffle": shuffle.get_state(),
+        "noise": noise.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, noise: torch.Generator):
+    shuffle.set_state(state["shuffle"])
+    noise.set_state(state["noise"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_epoch(
+    model: CNC,
+    encoder: FrozenCLIP,
+    features: FeatureSource,
+    optimizer: torch.optim.Optimizer,
+    order: torch.Tensor,
+    batch_size: int,
+    epoch: int,
+    noise: torch.Generator,
+    progress: bool = False,
+) -> dict[str, float]:
+    """One pass over `order`; returns the image-weighted mean of each loss term."""
+    model.train()
+    sums: dict[str, float] = {}
+    batches = order.split(batch_size)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
+    for indices in bar:
+        out = model(encoder, features.taps(indices), epoch, noise)
+        for name, value in out.terms.items():
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"epoch {epoch + 1}: loss term {name} is {float(value)}; lower the "
+                    "learning rate or check the data"
+                )
+        optimizer.zero_grad(set_to_none=True)
+        out.terms["total"].backward()
+        optimizer.step()
+        for name, value in out.terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(indices)
+        bar.set_postfix({k: f"{v / len(indices):.3g}" for k, v in out.terms.items()}, refresh=False)
+    return {name: total / len(order) for name, total in sums.items()}
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint; train the run first (`cnc train`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a damaged file
+        raise TrainingError(f"{path}: cannot read the checkpoint ({exc})") from None
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or continue) the run in `out_dir`; returns the final checkpoint's content."""
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    previous = None
+    if ckpt_path.exists():
+        if not resume:
+            raise FileExistsError(
+                f"{ckpt_path}: exists; pass --resume to continue it or choose another folder"
+            )
+        previous = load_checkpoint(ckpt_path)
+        if previous["config"] != config.to_dict():
+            raise TrainingError(f"{ckpt_path}: was trained with other settings; cannot resume")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / CONFIG, config.to_dict())
+
+    torch.manual_seed(config.arch.seed)
+    encoder, model = build(config.arch, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    shuffle = torch.Generator().manual_seed(config.arch.seed)
+    noise = torch.Generator(device=device).manual_seed(config.arch.seed + 1)
+    history: list[dict[str, float]] = []
+    start = 0
+    if previous is not None:
+        model.load_state_dict(previous["model"])
+        optimizer.load_state_dict(previous["optimizer"])
+        _set_rng_state(previous["rng"], shuffle, noise)
+        history, start = previous["history"], previous["epoch"]
+
+    mean, std = encoder.mean_std
+    classes = list(config.classes) if config.classes else None
+    dataset = open_split(
+        Path(config.data_root), "train", encoder.resolution, classes, mean=mean, std=std
+    )
+    if len(dataset) == 0:
+        raise TrainingError(f"{config.data_root}: no training images")
+    if config.cache == "off":
+        features: FeatureSource = Reencode(encoder, dataset, device)
+    else:
+        features = FeatureCache.build(
+            encoder, dataset, device, config.cache, out_dir, progress=progress
+        )
+    state: dict[str, Any] = previous or {}
+    try:
+        for epoch in range(start, config.epochs):
+            began = time.perf_counter()
+            order = torch.randperm(len(dataset), generator=shuffle)
+            terms = run_epoch(
+                model,
+                encoder,
+                features,
+                optimizer,
+                order,
+                config.batch_size,
+                epoch,
+                noise,
+                progress,
+            )
+            history.append(
+                {"epoch": epoch + 1, **terms, "seconds": round(time.perf_counter() - began, 3)}
+            )
+            _write_log(out_dir / TRAIN_LOG, history)
+            done = epoch + 1
+            if done % config.checkpoint_every == 0 or done == config.epochs:
+                state = {
+                    "format": 1,
+                    "config": config.to_dict(),
+                    "epoch": done,
+                    "complete": done == config.epochs,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(shuffle, noise),
+                    "history": history,
+                    "encoder_fingerprint": encoder_fingerprint(encoder),
+                }
+                save_checkpoint(ckpt_path, **state)
+            if progress:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+                tqdm.write(f"epoch {done}/{config.epochs}: {shown}")
+    finally:
+        if isinstance(features, FeatureCache):
+            features.close()
+    return state
