@@ -207,7 +207,7 @@ def run_epoch(
         out.terms["total"].backward()
         optimizer.step()
         for name, value in out.terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * len(indices)
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(indices)
         bar.set_postfix({k: f"{v / len(indices):.3g}" for k, v in out.terms.items()}, refresh=False)
     return {name: total / len(order) for name, total in sums.items()}
 
