@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -151,8 +152,6 @@ class FeatureCache(FeatureSource):
 
     def close(self) -> None:
         if self.cleanup is not None:
-            import shutil
-
             self.cls = self.patches = None
             shutil.rmtree(self.cleanup, ignore_errors=True)
 

@@ -52,17 +52,25 @@ def _image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+def _size_problem(sample: Sample) -> str | None:
+    """A message when the mask's size differs from its image's (headers only)."""
+    mask_size, image_size = _image_size(sample.mask), _image_size(sample.image)
+    if mask_size == image_size:
+        return None
+    return (
+        f"{sample.mask}: mask size {mask_size} differs from its image "
+        f"{sample.image} {image_size}; masks must match their image"
+    )
+
+
 def _sample_problems(sample: Sample) -> list[str]:
     found = [p for p in (image_problem(sample.image),) if p]
     if sample.mask is not None:
         mask_problem = image_problem(sample.mask)
         if mask_problem:
             found.append(mask_problem)
-        elif not found and _image_size(sample.mask) != _image_size(sample.image):
-            found.append(
-                f"{sample.mask}: mask size {_image_size(sample.mask)} differs from its image "
-                f"{sample.image} {_image_size(sample.image)}; masks must match their image"
-            )
+        elif not found and (size := _size_problem(sample)):
+            found.append(size)
     return found
 
 
@@ -100,8 +108,8 @@ def check_root(root: Path, classes: list[str] | None = None, decode: bool = True
         for sample in train + test:
             if decode:
                 report.problems.extend(_sample_problems(sample))
-            elif sample.mask is not None and _image_size(sample.mask) != _image_size(sample.image):
-                report.problems.append(f"{sample.mask}: mask size differs from {sample.image}")
+            elif sample.mask is not None and (size := _size_problem(sample)):
+                report.problems.append(size)
     return report
 
 
