@@ -185,6 +185,180 @@ def data_prepare(
     _print_counts(manifest["counts"], f"{name} in {root}")
 
 
+def _train_config(
+    settings: str | None,
+    data_root: Path | None,
+    dataset: str,
+    backbone: str,
+    weights: str,
+    resolution: int,
+    taps: str | None,
+    mlf: bool,
+    cnc: bool,
+    experts: int,
+    top_k: int,
+    epochs: int | None,
+    seed: int,
+    classes: str | None,
+    batch_size: int,
+    lr: float,
+    checkpoint_every: int,
+    cache: str,
+):
+    from cnc.model.build import ArchConfig
+    from cnc.model.cnc import ModelConfig
+    from cnc.train import PAPER_EPOCHS, TrainConfig
+
+    if settings is not None:
+        try:
+            return TrainConfig.from_dict(json.loads(settings))
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ValueError(f"--settings: not a run's settings JSON ({exc})") from None
+    if data_root is None:
+        raise ValueError("--data-root: required (an MVTec-layout folder), or pass --settings")
+    if epochs is None:
+        if dataset not in PAPER_EPOCHS:
+            raise ValueError(f"--epochs: required for dataset {dataset!r}")
+        epochs = PAPER_EPOCHS[dataset]
+    tap_list = None
+    if taps:
+        try:
+            tap_list = tuple(int(t) for t in taps.split(","))
+        except ValueError:
+            raise ValueError(f"--taps {taps!r}: expected block numbers like 8,16,24") from None
+    return TrainConfig(
+        arch=ArchConfig(
+            backbone=backbone,
+            weights=weights,
+            resolution=resolution,
+            taps=tap_list,
+            model=ModelConfig(mlf=mlf, cnc=cnc, moe_experts=experts, moe_top_k=top_k),
+            seed=seed,
+        ),
+        dataset=dataset,
+        data_root=str(data_root),
+        epochs=epochs,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
+        batch_size=batch_size,
+        lr=lr,
+        checkpoint_every=checkpoint_every,
+        cache=cache,
+    )
+
+
+def _model_errors():
+    from cnc.model.backbone import BackboneError
+    from cnc.train import TrainingError
+
+    return (BackboneError, TrainingError)
+
+
+@app.command("train")
+def train(
+    out_dir: Annotated[Path, typer.Argument(help="The run folder (checkpoints, log, model).")],
+    data_root: Annotated[Path | None, typer.Option(help="MVTec-layout dataset folder.")] = None,
+    dataset: Annotated[str, typer.Option(help="Dataset name (mvtec, visa, synthetic...).")] = (
+        "mvtec"
+    ),
+    backbone: Annotated[str, typer.Option(help="open_clip name, or cnc-tiny-<name>.")] = (
+        "ViT-L-14-336"
+    ),
+    weights: Annotated[str, typer.Option(help="openai, random, or a checkpoint file.")] = (
+        "openai"
+    ),
+    resolution: int = 224,
+    taps: Annotated[str | None, typer.Option(help="Three block numbers, e.g. 8,16,24.")] = None,
+    mlf: Annotated[bool, typer.Option(help="Multi-layer fusion (eq. 12).")] = True,
+    cnc: Annotated[bool, typer.Option(help="Cross-modal normality constraint.")] = True,
+    experts: Annotated[int, typer.Option(help="MoE experts T; 0 = no MoE.")] = 5,
+    top_k: Annotated[int, typer.Option(help="Experts per token K (K <= T).")] = 2,
+    epochs: Annotated[
+        int | None, typer.Option(help="Default: 250 for mvtec, 200 for visa.")
+    ] = None,
+    seed: int = 0,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    checkpoint_every: int = 10,
+    cache: Annotated[str, typer.Option(help="Feature cache: auto, memory, disk, off.")] = "auto",
+    settings: Annotated[
+        str | None, typer.Option(help="A run's settings as JSON (the workflow's form).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an unfinished run.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Start over, replacing a finished or different run.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+) -> None:
+    """Train one grid point on all classes jointly (the multi-class setting)."""
+    from cnc.infer import pick_device
+    from cnc.train import train as run_training
+
+    with user_errors():
+        try:
+            config = _train_config(
+                settings, data_root, dataset, backbone, weights, resolution, taps, mlf, cnc,
+                experts, top_k, epochs, seed, classes, batch_size, lr, checkpoint_every, cache,
+            )  # fmt: skip
+            state = run_training(
+                config, out_dir, resume=resume, force=force, device=pick_device(device),
+                progress=progress,
+            )  # fmt: skip
+        except _model_errors() as exc:
+            raise ValueError(str(exc)) from None
+    last = state["history"][-1]
+    out.print(f"trained {out_dir} to epoch {state['epoch']}: distill {last['distill']:.4g}")
+
+
+@app.command("infer")
+def infer(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run folder.")],
+    map_size: Annotated[int, typer.Option(help="Evaluation size of the maps.")] = 256,
+    sigma: Annotated[float, typer.Option(help="Gaussian smoothing, map pixels.")] = 4.0,
+    batch_size: int = 16,
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
+    """Anomaly maps of every test image, saved per class for `cnc evaluate`."""
+    from cnc.infer import InferConfig, infer_run
+
+    with user_errors():
+        try:
+            config = InferConfig(map_size=map_size, sigma=sigma, batch_size=batch_size)
+            summary = infer_run(run_dir, config, device=device, progress=progress)
+        except _model_errors() as exc:
+            raise ValueError(str(exc)) from None
+    counts = ", ".join(f"{c} {n}" for c, n in summary["classes"].items())
+    out.print(f"maps written to {run_dir / 'maps'}: {counts}")
+
+
+@app.command("predict")
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Images to score.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the overlays.")] = Path(
+        "predictions"
+    ),
+    device: str = "auto",
+    overwrite: bool = False,
+) -> None:
+    """Score new images with a trained run and write heat-map overlays."""
+    from cnc.predict import predict as run_predict
+
+    with user_errors():
+        try:
+            results = run_predict(run_dir, images, out_dir, device=device, overwrite=overwrite)
+        except _model_errors() as exc:
+            raise ValueError(str(exc)) from None
+    table = Table(title=f"anomaly scores ({run_dir.name})")
+    for column in ("image", "score", "x max normal", "overlay"):
+        table.add_column(column, justify="right" if column in ("score", "x max normal") else "left")
+    for r in results:
+        table.add_row(str(r.image), f"{r.score:.4g}", f"{r.relative:.2f}", str(r.overlay))
+    out.print(table)
+
+
 @app.command("evaluate")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder with maps/ from inference.")],

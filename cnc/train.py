@@ -28,9 +28,11 @@ from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.build import ArchConfig, build, encoder_fingerprint
 from cnc.model.cnc import CNC
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # resumable state while training runs
+FINAL = "model.pt"  # the finished run
 TRAIN_LOG = "train_log.csv"
 CONFIG = "config.json"
+PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training lengths
 MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
 
 
@@ -233,26 +235,60 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise TrainingError(f"{path}: cannot read the checkpoint ({exc})") from None
 
 
+def _compatible(checkpoint: dict[str, Any], config: TrainConfig) -> bool:
+    """Settings that change the result must match; the epoch count may change as long as
+    the checkpoint lies before the end."""
+    ignore = ("epochs", "checkpoint_every", "cache")
+    saved = checkpoint["config"]
+    same = all(saved.get(k) == v for k, v in config.to_dict().items() if k not in ignore)
+    return same and checkpoint["epoch"] < config.epochs
+
+
+def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
+    """The checkpoint to continue from, or None to start afresh (after clearing old files)."""
+    final, ckpt = out_dir / FINAL, out_dir / CHECKPOINT
+    if final.exists() and not force:
+        raise FileExistsError(f"{final}: the run is trained; pass --force to train it again")
+    previous = None
+    if ckpt.exists():
+        if resume:
+            previous = load_checkpoint(ckpt)
+            if not _compatible(previous, config):
+                if not force:
+                    raise TrainingError(
+                        f"{ckpt}: was trained with other settings; pass --force to start over"
+                    )
+                previous = None
+        elif not force:
+            raise FileExistsError(
+                f"{ckpt}: an unfinished run; pass --resume to continue it or --force to restart"
+            )
+    if previous is None:
+        for path in (final, ckpt, out_dir / TRAIN_LOG):
+            path.unlink(missing_ok=True)
+    for stale in out_dir.glob(".feature-cache-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    return previous
+
+
 def train(
     config: TrainConfig,
     out_dir: Path,
     resume: bool = False,
+    force: bool = False,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train (or continue) the run in `out_dir`; returns the final checkpoint's content."""
+    """Train (or continue) the run in `out_dir`; returns the final state.
+
+    `checkpoint.pt` holds the resumable state while training runs; at the end the final
+    state is written to `model.pt` and the checkpoint removed, so a finished run is never
+    silently "resumed" with newer code.
+    """
     out_dir = Path(out_dir)
-    ckpt_path = out_dir / CHECKPOINT
-    previous = None
-    if ckpt_path.exists():
-        if not resume:
-            raise FileExistsError(
-                f"{ckpt_path}: exists; pass --resume to continue it or choose another folder"
-            )
-        previous = load_checkpoint(ckpt_path)
-        if previous["config"] != config.to_dict():
-            raise TrainingError(f"{ckpt_path}: was trained with other settings; cannot resume")
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = _start_state(out_dir, config, resume, force)
+    ckpt_path = out_dir / CHECKPOINT
     write_json(out_dir / CONFIG, config.to_dict())
 
     torch.manual_seed(config.arch.seed)
@@ -281,7 +317,20 @@ def train(
         features = FeatureCache.build(
             encoder, dataset, device, config.cache, out_dir, progress=progress
         )
-    state: dict[str, Any] = previous or {}
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "config": config.to_dict(),
+            "epoch": epoch,
+            "complete": epoch == config.epochs,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(shuffle, noise),
+            "history": history,
+            "encoder_fingerprint": encoder_fingerprint(encoder),
+        }
+
     try:
         for epoch in range(start, config.epochs):
             began = time.perf_counter()
@@ -302,23 +351,15 @@ def train(
             )
             _write_log(out_dir / TRAIN_LOG, history)
             done = epoch + 1
-            if done % config.checkpoint_every == 0 or done == config.epochs:
-                state = {
-                    "format": 1,
-                    "config": config.to_dict(),
-                    "epoch": done,
-                    "complete": done == config.epochs,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(shuffle, noise),
-                    "history": history,
-                    "encoder_fingerprint": encoder_fingerprint(encoder),
-                }
-                save_checkpoint(ckpt_path, **state)
+            if done % config.checkpoint_every == 0 and done < config.epochs:
+                save_checkpoint(ckpt_path, **snapshot(done))
             if progress:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
                 tqdm.write(f"epoch {done}/{config.epochs}: {shown}")
     finally:
         if isinstance(features, FeatureCache):
             features.close()
+    state = snapshot(config.epochs)
+    save_checkpoint(out_dir / FINAL, **state)
+    ckpt_path.unlink(missing_ok=True)
     return state

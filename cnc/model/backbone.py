@@ -56,7 +56,9 @@ def create_clip(backbone: str, weights: str, resolution: int) -> nn.Module:
     pretrained = None if weights == "random" else weights
     if pretrained not in (None, "openai") and not Path(pretrained).is_file():
         raise BackboneError(f"weights {weights}: no such checkpoint file")
+    quiet = logging.WARNING if pretrained is None else logging.NOTSET
     try:
+        logging.disable(quiet)  # "no pretrained weights loaded" is the point of "random"
         model = open_clip.create_model(
             backbone,
             pretrained=pretrained,
@@ -72,6 +74,8 @@ def create_clip(backbone: str, weights: str, resolution: int) -> nn.Module:
             "fills its cache, ~/.cache/huggingface), copy that cache to this machine, or "
             "save the model's state_dict to a file and pass its path as the weights"
         ) from None
+    finally:
+        logging.disable(logging.NOTSET)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
