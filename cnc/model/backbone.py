@@ -8,6 +8,7 @@ through the visual `ln_post` and projection, then are L2-normalised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,14 @@ def default_taps(backbone: str) -> tuple[int, int, int]:
     return TINY_TAPS if backbone.startswith(TINY_PREFIX) else DEFAULT_TAPS[backbone]
 
 
-def create_clip(backbone: str, weights: str, resolution: int) -> nn.Module:
+def create_clip(
+    backbone: str, weights: str, resolution: int, device: str | torch.device = "cpu"
+) -> nn.Module:
     """An open_clip CLIP model at `resolution` (position embedding interpolated on load).
 
     weights: "openai" (open_clip's tag, from its cache or the network), a checkpoint file,
-    or "random" (no weights; the tiny stand-ins and architecture tests).
+    or "random" (no weights; the tiny stand-ins and architecture tests). device "meta"
+    builds the architecture without memory or compute (shape checks).
     """
     if backbone not in open_clip.list_models():
         known = ", ".join((*PAPER_BACKBONES, *(tiny_name(b) for b in PAPER_BACKBONES)))
@@ -57,14 +61,18 @@ def create_clip(backbone: str, weights: str, resolution: int) -> nn.Module:
     if pretrained not in (None, "openai") and not Path(pretrained).is_file():
         raise BackboneError(f"weights {weights}: no such checkpoint file")
     quiet = logging.WARNING if pretrained is None else logging.NOTSET
+    # On "meta" the tensors are also created there: no memory, no random initialisation.
+    where = torch.device("meta") if str(device) == "meta" else contextlib.nullcontext()
     try:
         logging.disable(quiet)  # "no pretrained weights loaded" is the point of "random"
-        model = open_clip.create_model(
-            backbone,
-            pretrained=pretrained,
-            force_quick_gelu=True,  # the OpenAI weights were trained with QuickGELU
-            force_image_size=resolution,
-        )
+        with where:
+            model = open_clip.create_model(
+                backbone,
+                pretrained=pretrained,
+                force_quick_gelu=True,  # the OpenAI weights were trained with QuickGELU
+                force_image_size=resolution,
+                device=device,
+            )
     except RuntimeError as exc:
         if pretrained != "openai":
             raise
@@ -93,10 +101,17 @@ class Taps:
 class FrozenCLIP(nn.Module):
     """The frozen visual and text encoders, and the maps into the joint space."""
 
-    def __init__(self, backbone: str, weights: str, resolution: int, taps: tuple[int, ...]):
+    def __init__(
+        self,
+        backbone: str,
+        weights: str,
+        resolution: int,
+        taps: tuple[int, ...],
+        device: str | torch.device = "cpu",
+    ):
         super().__init__()
         self.backbone = backbone
-        self.clip = create_clip(backbone, weights, resolution)
+        self.clip = create_clip(backbone, weights, resolution, device)
         depth = len(self.clip.visual.transformer.resblocks)
         if len(taps) != 3 or not all(1 <= t <= depth for t in taps) or list(taps) != sorted(taps):
             raise BackboneError(f"taps {taps}: need three increasing block numbers in 1..{depth}")
