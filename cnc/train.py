@@ -301,7 +301,6 @@ def train(
     if previous is not None:
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
-        _set_rng_state(previous["rng"], shuffle, noise)
         history, start = previous["history"], previous["epoch"]
 
     mean, std = encoder.mean_std
@@ -317,6 +316,8 @@ def train(
         features = FeatureCache.build(
             encoder, dataset, device, config.cache, out_dir, progress=progress
         )
+    if previous is not None:  # after the cache: its DataLoader draws from the global RNG
+        _set_rng_state(previous["rng"], shuffle, noise)
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {

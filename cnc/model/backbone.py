@@ -42,7 +42,14 @@ def tiny_name(backbone: str) -> str:
 
 
 def default_taps(backbone: str) -> tuple[int, int, int]:
-    return TINY_TAPS if backbone.startswith(TINY_PREFIX) else DEFAULT_TAPS[backbone]
+    if backbone.startswith(TINY_PREFIX):
+        return TINY_TAPS
+    if backbone not in DEFAULT_TAPS:
+        raise BackboneError(
+            f"backbone {backbone!r} has no default taps; give three block numbers (--taps) "
+            f"or choose one of {', '.join(PAPER_BACKBONES)}"
+        )
+    return DEFAULT_TAPS[backbone]
 
 
 def create_clip(

@@ -22,12 +22,14 @@ class ArchConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0  # also seeds the random weights of "random" encoders
 
-    def resolved_taps(self) -> tuple[int, int, int]:
-        return tuple(self.taps) if self.taps else default_taps(self.backbone)
+    def __post_init__(self) -> None:
+        # Stored resolved, so a run's settings say which blocks were tapped.
+        taps = tuple(self.taps) if self.taps else default_taps(self.backbone)
+        object.__setattr__(self, "taps", taps)
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["taps"] = list(self.resolved_taps())
+        data["taps"] = list(self.taps)
         return data
 
     @classmethod
@@ -51,6 +53,6 @@ def build(arch: ArchConfig, device: str | torch.device = "cpu") -> tuple[FrozenC
     """Encoder and model, their random initial weights fixed by `arch.seed` alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(arch.seed)
-        encoder = FrozenCLIP(arch.backbone, arch.weights, arch.resolution, arch.resolved_taps())
+        encoder = FrozenCLIP(arch.backbone, arch.weights, arch.resolution, arch.taps)
         model = CNC(encoder, arch.model)
     return encoder.to(device), model.to(device)

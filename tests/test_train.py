@@ -1,0 +1,324 @@
+"""Training, the feature cache, resume, determinism, inference and prediction (tiny CPU runs)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import write_png
+from typer.testing import CliRunner
+
+import cnc.train as training
+from cnc.cli import app
+from cnc.data.dataset import load_mask, open_split
+from cnc.data.prepare import synthetic
+from cnc.data.synthetic import SyntheticSpec
+from cnc.evaluate import evaluate_run
+from cnc.infer import CALIBRATION, InferConfig, infer_run
+from cnc.maps import MAPS_DIR, read_class_maps, read_protocol
+from cnc.model import losses
+from cnc.model.build import ArchConfig, build
+from cnc.model.cnc import ModelConfig
+from cnc.predict import predict
+from cnc.train import (
+    CHECKPOINT,
+    FINAL,
+    TRAIN_LOG,
+    FeatureCache,
+    Reencode,
+    TrainConfig,
+    TrainingError,
+    load_checkpoint,
+    run_epoch,
+    train,
+)
+
+runner = CliRunner()
+SPEC = SyntheticSpec(
+    seed=1, image_size=64, classes=("wood", "washer"), train_per_class=8, test_per_class=6
+)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    synthetic(SPEC, root)
+    return root
+
+
+def config(data_root, **overrides) -> TrainConfig:
+    arch = ArchConfig(
+        backbone="cnc-tiny-ViT-B-16",
+        weights="random",
+        resolution=64,
+        model=ModelConfig(moe_experts=3, moe_top_k=2, theta=1),
+        seed=overrides.pop("seed", 0),
+    )
+    settings = {
+        "arch": arch,
+        "dataset": "synthetic",
+        "data_root": str(data_root),
+        "epochs": 4,
+        "batch_size": 4,
+        "checkpoint_every": 2,
+        **overrides,
+    }
+    return TrainConfig(**settings)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / FINAL)["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "a"
+    train(config(data_root), run, progress=False)
+    return run
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_a_run_writes_the_model_log_and_config_and_removes_the_checkpoint(trained, data_root):
+    assert (trained / FINAL).is_file()
+    assert not (trained / CHECKPOINT).exists()
+    assert not list(trained.glob(".feature-cache-*"))
+    with open(trained / TRAIN_LOG) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"distill", "c1", "c2", "constraint", "moe", "total", "seconds"} <= set(rows[0])
+    saved = json.loads((trained / "config.json").read_text())
+    assert TrainConfig.from_dict(saved) == config(data_root)
+    state = load_checkpoint(trained / FINAL)
+    assert state["complete"] and state["epoch"] == 4
+
+
+def test_same_seed_same_weights_other_seed_other_weights(trained, data_root, tmp_path):
+    train(config(data_root), tmp_path / "b", progress=False)
+    assert same_weights(weights(trained), weights(tmp_path / "b"))
+    train(config(data_root, seed=1), tmp_path / "c", progress=False)
+    assert not same_weights(weights(trained), weights(tmp_path / "c"))
+
+
+def test_resume_after_an_interruption_ends_at_the_same_weights(
+    trained, data_root, tmp_path, monkeypatch
+):
+    real = training.run_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[6] == 3:  # the fourth epoch, after the checkpoint of epoch 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data_root), tmp_path / "r", progress=False)
+    assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["epoch"] == 2
+    assert not (tmp_path / "r" / FINAL).exists()
+    with pytest.raises(FileExistsError, match="pass --resume to continue it or --force"):
+        train(config(data_root), tmp_path / "r", progress=False)
+
+    monkeypatch.setattr(training, "run_epoch", real)
+    train(config(data_root), tmp_path / "r", resume=True, progress=False)
+    assert same_weights(weights(trained), weights(tmp_path / "r"))
+    history = load_checkpoint(tmp_path / "r" / FINAL)["history"]
+    reference = load_checkpoint(trained / FINAL)["history"]
+    assert [h["distill"] for h in history] == [h["distill"] for h in reference]
+
+
+def test_a_finished_run_is_not_retrained_without_force(trained, data_root):
+    with pytest.raises(FileExistsError, match="the run is trained; pass --force"):
+        train(config(data_root), trained, resume=True, progress=False)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(data_root, tmp_path):
+    run = tmp_path / "x"
+    train(config(data_root, epochs=2, checkpoint_every=1), run, progress=False)
+    (run / FINAL).rename(run / CHECKPOINT)  # pretend it stopped there
+    other = config(data_root, epochs=3, lr=5e-4)
+    with pytest.raises(TrainingError, match="other settings; pass --force to start over"):
+        train(other, run, resume=True, progress=False)
+    train(other, run, resume=True, force=True, progress=False)
+    assert load_checkpoint(run / FINAL)["config"]["lr"] == 5e-4
+
+
+def test_resume_may_extend_the_number_of_epochs(trained, data_root, tmp_path):
+    run = tmp_path / "short"
+    train(config(data_root, epochs=2), run, progress=False)
+    (run / FINAL).rename(run / CHECKPOINT)
+    train(config(data_root, epochs=4), run, resume=True, progress=False)
+    assert same_weights(weights(trained), weights(run))
+
+
+def test_the_distillation_loss_falls(data_root, tmp_path):
+    state = train(config(data_root, epochs=8), tmp_path / "long", progress=False)
+    distill = [h["distill"] for h in state["history"]]
+    assert distill[-1] < 0.8 * distill[0], distill
+
+
+def test_a_nan_loss_stops_the_run_naming_epoch_and_term(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(losses, "distill_loss", lambda a, b: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="epoch 1: loss term distill is nan"):
+        train(config(data_root), tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / FINAL).exists()
+
+
+def test_no_training_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty" / "cls" / "train" / "good").mkdir(parents=True)
+    with pytest.raises(Exception, match="empty"):
+        train(config(tmp_path / "empty"), tmp_path / "run", progress=False)
+
+
+# ----------------------------------------------------------------------------- feature cache
+
+
+def test_an_epoch_from_the_cache_equals_one_that_re_encodes(data_root, tmp_path):
+    cfg = config(data_root)
+    encoder, model = build(cfg.arch)
+    mean, std = encoder.mean_std
+    dataset = open_split(data_root, "train", 64, mean=mean, std=std)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    results = []
+    for source in ("memory", "disk", "off"):
+        m = copy.deepcopy(model)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        if source == "off":
+            features = Reencode(encoder, dataset, "cpu")
+        else:
+            features = FeatureCache.build(encoder, dataset, "cpu", source, tmp_path, 8, False)
+        torch.manual_seed(5)  # the same dropout draws in every variant
+        terms = run_epoch(m, encoder, features, opt, order, 4, 6, torch.Generator().manual_seed(1))
+        results.append((terms, {k: v.clone() for k, v in m.state_dict().items()}))
+        if isinstance(features, FeatureCache):
+            assert (features.cleanup is not None) == (source == "disk")
+            features.close()
+    (memory, memory_w), (disk, disk_w), (off, off_w) = results
+    assert memory == disk and same_weights(memory_w, disk_w)
+    for key in memory:
+        assert off[key] == pytest.approx(memory[key], rel=1e-5, abs=1e-6)
+    for key in memory_w:
+        assert torch.allclose(off_w[key], memory_w[key], atol=1e-5), key
+    assert not list(tmp_path.glob(".feature-cache-*"))
+
+
+def test_cache_rows_come_back_in_the_requested_order(data_root, tmp_path):
+    cfg = config(data_root)
+    encoder, _ = build(cfg.arch)
+    mean, std = encoder.mean_std
+    dataset = open_split(data_root, "train", 64, mean=mean, std=std)
+    cache = FeatureCache.build(encoder, dataset, "cpu", "disk", tmp_path, 5, False)
+    picked = cache.taps(torch.tensor([7, 2, 11]))
+    direct = encoder.encode_taps(torch.stack([dataset[i]["image"] for i in (7, 2, 11)]))
+    assert torch.allclose(picked.patches, direct.patches, atol=1e-5)
+    assert torch.allclose(picked.cls, direct.cls, atol=1e-5)
+    cache.close()
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def test_inference_writes_maps_for_every_test_image(trained, data_root):
+    infer_run(trained, InferConfig(map_size=32, sigma=1.0), progress=False)
+    protocol = read_protocol(trained / MAPS_DIR)
+    assert protocol["map_size"] == 32 and protocol["classes"] == ["washer", "wood"]
+    test = open_split(data_root, "test", 64)
+    for cls in ("washer", "wood"):
+        data = read_class_maps(trained / MAPS_DIR / f"{cls}.npz")
+        expected = [s for s in test.samples if s.cls == cls]
+        assert data.maps.shape == (len(expected), 32, 32)
+        assert data.labels.tolist() == [s.label for s in expected]
+        masks = np.stack([load_mask(s.mask, 32) for s in expected])
+        assert np.array_equal(data.masks, masks) and masks[data.labels == 1].any()
+        assert np.allclose(data.image_scores, data.maps.reshape(len(expected), -1).max(1), 1e-3)
+    calibration = json.loads((trained / CALIBRATION).read_text())
+    assert calibration["images"] == 16
+    assert calibration["pixel_median"] < calibration["image_score_max"]
+    result = evaluate_run(trained, heatmaps=False)
+    assert set(result["classes"]) == {"washer", "wood"}
+
+
+def test_inference_of_an_unfinished_run_says_to_resume(data_root, tmp_path):
+    run = tmp_path / "u"
+    train(config(data_root, epochs=2), run, progress=False)
+    (run / FINAL).rename(run / CHECKPOINT)
+    with pytest.raises(TrainingError, match="unfinished; continue it with --resume"):
+        infer_run(run, InferConfig(), progress=False)
+
+
+def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tmp_path):
+    images = sorted((data_root / "wood" / "test").glob("*/*.png"))[:2]
+    results = predict(trained, images, tmp_path / "out")
+    assert [r.overlay.name for r in results] == [f"{p.stem}_anomaly.png" for p in images]
+    assert all(r.overlay.is_file() and r.score > 0 for r in results)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        predict(trained, images[:1], tmp_path / "out")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
+        predict(trained, [bad], tmp_path / "out2")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_train_infer_evaluate_predict(data_root, tmp_path):
+    run = tmp_path / "cli"
+    common = ["--data-root", str(data_root), "--dataset", "synthetic", "--weights", "random"]
+    args = [*common, "--backbone", "cnc-tiny-ViT-B-32", "--resolution", "64", "--epochs", "2"]
+    result = runner.invoke(app, ["train", str(run), *args, "--no-mlf", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["arch"]["model"]["mlf"] is False and saved["epochs"] == 2
+    assert (
+        runner.invoke(app, ["infer", str(run), "--map-size", "32", "--no-progress"]).exit_code == 0
+    )
+    assert runner.invoke(app, ["evaluate", str(run), "--no-heatmaps"]).exit_code == 0
+    assert (run / "metrics.json").is_file()
+    image = write_png(tmp_path / "new.png", np.full((40, 40, 3), 90, np.uint8))
+    result = runner.invoke(app, ["predict", str(run), str(image), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "new_anomaly.png").is_file()
+    again = runner.invoke(app, ["train", str(run), *args, "--no-progress"])
+    assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_cli_settings_json_is_the_workflow_form(data_root, tmp_path):
+    settings = json.dumps(config(data_root, epochs=1).to_dict())
+    result = runner.invoke(app, ["train", str(tmp_path / "s"), "--settings", settings])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s" / "config.json").read_text()) == json.loads(settings)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--experts", "2", "--top-k", "3"], "K must satisfy 1 <= K <= T"),
+        (["--backbone", "ViT-Z"], "has no default taps"),
+        (["--backbone", "ViT-Z", "--taps", "1,2,3"], "unknown; choose one of"),
+        (["--taps", "a,b"], "--taps 'a,b'"),
+        (["--cache", "gpu"], "choose auto, memory, disk or off"),
+        (["--settings", "{not json"], "--settings: not a run's settings JSON"),
+    ],
+)
+def test_cli_bad_settings_are_clear_errors(data_root, tmp_path, args, message):
+    base = ["--data-root", str(data_root), "--dataset", "synthetic", "--weights", "random"]
+    base += ["--backbone", "cnc-tiny-ViT-B-32", "--epochs", "1"]
+    result = runner.invoke(app, ["train", str(tmp_path / "r"), *base, *args])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_cli_needs_epochs_for_unknown_datasets(data_root, tmp_path):
+    result = runner.invoke(
+        app, ["train", str(tmp_path / "r"), "--data-root", str(data_root), "--dataset", "other"]
+    )
+    assert result.exit_code == 1 and "--epochs: required for dataset 'other'" in result.output
