@@ -404,5 +404,45 @@ def bench_metrics(
     out.print(f"largest absolute difference: {bench.max_difference(ours, reference):.2e}")
 
 
+@bench_app.command("train")
+def bench_train(
+    backbone: str = "cnc-tiny-ViT-B-16",
+    resolution: int = 128,
+    images: Annotated[int, typer.Option(help="Training images (synthetic set).")] = 192,
+    epochs: Annotated[int, typer.Option(help="Epochs timed per variant.")] = 2,
+    batch_size: int = 8,
+    device: str = "auto",
+    paper: Annotated[
+        bool,
+        typer.Option(help="ViT-L-14-336 (random weights) at 224 px on 3629 images (GPU)."),
+    ] = False,
+    data_root: Annotated[Path | None, typer.Option(help="Time on this dataset instead.")] = None,
+    project: Annotated[int, typer.Option(help="Epochs to project the run time to.")] = 250,
+) -> None:
+    """Seconds per epoch with the feature cache vs re-encoding every step, one run."""
+    from cnc.bench import train as bench
+    from cnc.infer import pick_device
+
+    if paper:
+        backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
+    device = pick_device(device)
+    with user_errors():
+        timings, n = bench.run(backbone, resolution, images, epochs, batch_size, device, data_root)
+    table = Table(title=f"{backbone} at {resolution} px, {n} training images, {device}")
+    columns = ("variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    slow = timings[-1]
+    for t in timings:
+        peak = "-" if t.peak_gpu_mb is None else f"{t.peak_gpu_mb:.0f}"
+        hours = t.projected_s(project) / 3600
+        speed = slow.projected_s(project) / t.projected_s(project)
+        table.add_row(
+            t.name, f"{t.setup_s:.2f}", f"{t.epoch_s:.3f}", f"{hours:.2f} h", f"{speed:.1f}x", peak
+        )
+    out.print(table)
+    out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,110 @@
+"""`cnc bench train`: seconds per epoch with the feature cache against re-encoding.
+
+Both variants train the same model from the same seed on the same images; the cache
+variant pays one encoding pass up front (reported separately), the other loads and
+encodes every batch of every epoch, which is what training without a cache costs.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cnc.data.dataset import open_split
+from cnc.data.prepare import synthetic
+from cnc.data.synthetic import CLASSES, SyntheticSpec
+from cnc.model.build import ArchConfig, build
+from cnc.train import FeatureCache, FeatureSource, Reencode, run_epoch
+
+MVTEC_TRAIN_IMAGES = 3629
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    setup_s: float  # encoding pass of the cache; 0 when re-encoding
+    epoch_s: float  # mean over the timed epochs
+    peak_gpu_mb: float | None
+
+    def projected_s(self, epochs: int) -> float:
+        return self.setup_s + epochs * self.epoch_s
+
+
+def bench_set(folder: Path, images: int, image_size: int) -> Path:
+    """A synthetic training set of about `images` images (test split kept minimal)."""
+    per_class = math.ceil(images / len(CLASSES))
+    spec = SyntheticSpec(image_size=image_size, train_per_class=per_class, test_per_class=3)
+    synthetic(spec, folder)
+    return folder
+
+
+def _time_variant(
+    name: str,
+    arch: ArchConfig,
+    data_root: Path,
+    epochs: int,
+    batch_size: int,
+    device: str,
+    scratch: Path,
+) -> Timing:
+    torch.manual_seed(arch.seed)
+    encoder, model = build(arch, device)
+    mean, std = encoder.mean_std
+    dataset = open_split(data_root, "train", arch.resolution, mean=mean, std=std)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    if name == "feature cache":
+        features: FeatureSource = FeatureCache.build(
+            encoder, dataset, device, "auto", scratch, progress=False
+        )
+    else:
+        features = Reencode(encoder, dataset, device)
+    setup = time.perf_counter() - began
+    noise = torch.Generator(device=device).manual_seed(1)
+    shuffle = torch.Generator().manual_seed(0)
+    times = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(dataset), generator=shuffle)
+        began = time.perf_counter()
+        run_epoch(model, encoder, features, optimizer, order, batch_size, epoch, noise)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - began)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+    if isinstance(features, FeatureCache):
+        features.close()
+    return Timing(name, setup, sum(times) / len(times), peak)
+
+
+def run(
+    backbone: str,
+    resolution: int,
+    images: int,
+    epochs: int,
+    batch_size: int,
+    device: str,
+    data_root: Path | None = None,
+) -> tuple[list[Timing], int]:
+    """Timings of both variants, and the number of training images used."""
+    arch = ArchConfig(backbone=backbone, weights="random", resolution=resolution)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = data_root or bench_set(Path(tmp) / "set", images, min(resolution, 256))
+        n = len(open_split(root, "train", resolution))
+        timings = [
+            _time_variant(name, arch, root, epochs, batch_size, device, Path(tmp))
+            for name in ("feature cache", "re-encode every step")
+        ]
+    return timings, n
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
