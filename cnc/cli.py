@@ -29,13 +29,14 @@ from cnc.data.registry import DATASET_NAMES, REMOTE
 from cnc.data.synthetic import CLASSES, SyntheticSpec
 from cnc.data.visa import VisaError
 from cnc.io import write_json
-from cnc.metrics import METRICS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
 app.add_typer(data_app, name="data")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(bench_app, name="bench")
+workflow_app = typer.Typer(no_args_is_help=True, help="The experiment grid and dvc.yaml.")
+app.add_typer(workflow_app, name="workflow")
 
 out = Console()
 err = Console(stderr=True)
@@ -246,6 +247,20 @@ def _train_config(
     )
 
 
+def _grid_run(params: Path, name: str) -> tuple[str, tuple[int, float, int]]:
+    """A grid run's training settings (JSON) and inference settings, from params.yaml."""
+    from cnc import grid
+    from cnc.config import workflow_settings
+
+    p = workflow_settings(params, None)
+    points = grid.check_grid(p)
+    if name not in points:
+        raise ValueError(f"--run {name}: not a run of the grid; `cnc workflow runs` lists them")
+    i = grid.infer_config(p)
+    settings = json.dumps(grid.train_config(p, points[name]).to_dict())
+    return settings, (i.map_size, i.sigma, i.batch_size)
+
+
 def _model_errors():
     from cnc.model.backbone import BackboneError
     from cnc.train import TrainingError
@@ -284,31 +299,53 @@ def train(
     settings: Annotated[
         str | None, typer.Option(help="A run's settings as JSON (the workflow's form).")
     ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="A run of the grid by name, settings from --params.")
+    ] = None,
+    params: Annotated[Path, typer.Option(help="With --run: the workflow settings.")] = Path(
+        "params.yaml"
+    ),
     resume: Annotated[bool, typer.Option(help="Continue an unfinished run.")] = False,
     force: Annotated[
         bool, typer.Option(help="Start over, replacing a finished or different run.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")] = "auto",
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+    maps: Annotated[
+        bool, typer.Option(help="Then write the test maps, as `cnc infer` (one process).")
+    ] = False,
+    map_size: Annotated[int, typer.Option(help="With --maps: evaluation size.")] = 256,
+    sigma: Annotated[float, typer.Option(help="With --maps: Gaussian smoothing.")] = 4.0,
+    infer_batch_size: Annotated[int, typer.Option(help="With --maps: batch size.")] = 16,
 ) -> None:
-    """Train one grid point on all classes jointly (the multi-class setting)."""
-    from cnc.infer import pick_device
+    """Train one grid point on all classes jointly (the multi-class setting).
+
+    With --resume, an unfinished run of the same settings continues and a finished run
+    of the same settings and code is reused; --force replaces anything else.
+    """
+    from cnc.infer import InferConfig, infer_run, pick_device
     from cnc.train import train as run_training
 
     with user_errors():
         try:
+            if run is not None:
+                settings, (map_size, sigma, infer_batch_size) = _grid_run(params, run)
             config = _train_config(
                 settings, data_root, dataset, backbone, weights, resolution, taps, mlf, cnc,
                 experts, top_k, epochs, seed, classes, batch_size, lr, checkpoint_every, cache,
             )  # fmt: skip
+            infer_config = InferConfig(map_size, sigma, infer_batch_size) if maps else None
             state = run_training(
                 config, out_dir, resume=resume, force=force, device=pick_device(device),
                 progress=progress,
             )  # fmt: skip
+            last = state["history"][-1]
+            out.print(f"{out_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
+            if infer_config is not None:
+                infer_run(out_dir, infer_config, device=device, progress=progress)
+                out.print(f"maps written to {out_dir / 'maps'}")
         except _model_errors() as exc:
             raise ValueError(str(exc)) from None
-    last = state["history"][-1]
-    out.print(f"trained {out_dir} to epoch {state['epoch']}: distill {last['distill']:.4g}")
 
 
 @app.command("infer")
@@ -361,27 +398,36 @@ def predict(
 
 @app.command("evaluate")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder with maps/ from inference.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders with maps/ from inference.")],
     heatmaps: Annotated[bool, typer.Option(help="Also draw per-class heat maps.")] = True,
+    heatmaps_for: Annotated[
+        list[str] | None,
+        typer.Option(help="Draw heat maps only for these run names (repeatable)."),
+    ] = None,
 ) -> None:
-    """Five metrics per class, class means and mTotal from a run's saved maps."""
+    """Five metrics per class, class means and mTotal from runs' saved maps.
+
+    Several runs are evaluated in one process (the workflow evaluates the grid at once).
+    """
     from cnc.evaluate import evaluate_run
     from cnc.maps import MapsError
-    from cnc.metrics import MetricError
+    from cnc.metrics import METRICS, MetricError
 
-    with user_errors():
-        try:
-            result = evaluate_run(run_dir, heatmaps=heatmaps)
-        except (MapsError, MetricError) as exc:
-            raise ValueError(str(exc)) from None
-    table = Table(title=f"{result['run']} (percent)")
-    table.add_column("class")
-    for key in METRICS:
-        table.add_column(key, justify="right")
-    for cls, values in [*result["classes"].items(), ("mean", result["mean"])]:
-        table.add_row(cls, *(f"{values[k]:.1f}" for k in METRICS))
-    out.print(table)
-    out.print(f"mTotal {result['mtotal']:.1f}; written {run_dir / 'metrics.json'}")
+    for run_dir in run_dirs:
+        draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
+        with user_errors():
+            try:
+                result = evaluate_run(run_dir, heatmaps=draw)
+            except (MapsError, MetricError) as exc:
+                raise ValueError(str(exc)) from None
+        table = Table(title=f"{result['run']} (percent)")
+        table.add_column("class")
+        for key in METRICS:
+            table.add_column(key, justify="right")
+        for cls, values in [*result["classes"].items(), ("mean", result["mean"])]:
+            table.add_row(cls, *(f"{values[k]:.1f}" for k in METRICS))
+        out.print(table)
+        out.print(f"mTotal {result['mtotal']:.1f}; written {run_dir / 'metrics.json'}")
 
 
 @bench_app.command("metrics")
@@ -442,6 +488,117 @@ def bench_train(
         )
     out.print(table)
     out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")
+
+
+@app.command("report")
+def report(
+    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
+    settings: Annotated[
+        str | None, typer.Option(help="The settings as JSON (used by the workflow).")
+    ] = None,
+    scale: Annotated[str | None, typer.Option(help="Override the settings' scale.")] = None,
+    runs: Annotated[Path | None, typer.Option(help="Default: results/runs/<scale>.")] = None,
+    reports: Annotated[Path | None, typer.Option(help="Default: results/reports/<scale>.")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Default: results/figures/<scale>.")] = None,
+) -> None:
+    """Tables 1-4 and the figures, from the runs' saved metrics.json files only."""
+    from cnc import grid
+    from cnc.config import workflow_settings
+    from cnc.report.build import write_reports
+    from cnc.report.results import ResultsError
+
+    with user_errors():
+        try:
+            p = workflow_settings(params, settings, scale)
+            s = p["scale"]
+            written = write_reports(
+                p,
+                runs or Path(grid.RUNS_DIR) / s,
+                reports or Path(grid.REPORTS_DIR) / s,
+                figures or Path(grid.FIGURES_DIR) / s,
+            )
+        except ResultsError as exc:
+            raise ValueError(str(exc)) from None
+    out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders; the first is the reference.")],
+    paper: Annotated[
+        str | None, typer.Option(help="Compare one run with the paper: table1 or table3.")
+    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
+) -> None:
+    """Markdown of per-class and mean differences between runs, or a run and the paper."""
+    from cnc.io import write_text
+    from cnc.report.compare import compare_runs, compare_with_paper
+    from cnc.report.results import ResultsError
+
+    with user_errors():
+        try:
+            if paper is not None:
+                if len(runs) != 1:
+                    raise ValueError("--paper compares exactly one run with the paper")
+                text = compare_with_paper(runs[0], paper)
+            else:
+                text = compare_runs(runs)
+        except ResultsError as exc:
+            raise ValueError(str(exc)) from None
+        if out_file is not None:
+            write_text(out_file, text)
+    print(text)
+
+
+@workflow_app.command("runs")
+def list_runs(
+    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
+    scale: Annotated[str | None, typer.Option(help="Override the settings' scale.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
+) -> None:
+    """The runs of the grid at a scale (each shared run listed once) and their folders."""
+    from cnc import grid
+    from cnc.config import workflow_settings
+
+    with user_errors():
+        p = workflow_settings(params, None, scale)
+        points = grid.check_grid(p)
+    if as_json:
+        listing = {
+            name: {
+                "dir": grid.run_dir(p, name),
+                "train": grid.train_config(p, point).to_dict(),
+            }
+            for name, point in points.items()
+        }
+        print(json.dumps(listing, indent=2))
+        return
+    for name in points:
+        print(grid.run_dir(p, name))
+
+
+@workflow_app.command("dvc")
+def workflow_dvc(
+    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write.")] = Path("dvc.yaml"),
+    check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
+) -> None:
+    """Generate dvc.yaml from params.yaml's grid (or --check that it is current)."""
+    from cnc import dvcfile
+    from cnc.config import workflow_settings
+    from cnc.io import write_text
+
+    with user_errors():
+        text = dvcfile.render(workflow_settings(params, None))
+    if check:
+        current = out_file.read_text() if out_file.is_file() else ""
+        if current != text:
+            err.print(f"{out_file} is stale; run `cnc workflow dvc` to regenerate it")
+            raise typer.Exit(1)
+        out.print(f"{out_file} is up to date")
+        return
+    write_text(out_file, text)
+    out.print(f"written {out_file}")
 
 
 def main() -> None:

@@ -46,6 +46,24 @@ def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
     return params
 
 
+def workflow_settings(
+    params_file: Path | None, settings_json: str | None, scale: str | None = None
+) -> dict[str, Any]:
+    """The whole validated params.yaml, or the same given as JSON by the workflow;
+    `scale` overrides the file's scale."""
+    if settings_json is None:
+        params = load_params(params_file or Path("params.yaml"))
+    else:
+        try:
+            params = json.loads(settings_json)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--settings: not valid JSON ({exc})") from None
+    if scale is not None:
+        params = {**params, "scale": scale}
+    validate_params(params, "--settings" if settings_json else str(params_file or "params.yaml"))
+    return params
+
+
 def data_section(params_file: Path | None, settings_json: str | None) -> dict[str, Any]:
     """The `data` settings from params.yaml, or from JSON given by the workflow."""
     if settings_json is None:

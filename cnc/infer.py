@@ -19,9 +19,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cnc.data.dataset import MASK_RULE, AnomalyDataset, open_split
-from cnc.io import atomic_dir, read_json, write_json
-from cnc.maps import MAPS_DIR, ClassMaps, write_class_maps, write_protocol
-from cnc.metrics import image_scores_from_maps
+from cnc.io import atomic_dir, read_json
+from cnc.maps import (
+    MAPS_DIR,
+    ClassMaps,
+    image_scores_from_maps,
+    write_class_maps,
+    write_protocol,
+)
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build, encoder_fingerprint
 from cnc.model.cnc import CNC
@@ -130,8 +135,8 @@ def calibrate(run: TrainedRun, config: InferConfig, progress: bool = False) -> d
 def infer_run(
     run_dir: Path, config: InferConfig, device: str = "cpu", progress: bool = True
 ) -> dict[str, Any]:
-    """Write `maps/<cls>.npz` for every test class, `maps/protocol.json` and
-    `calibration.json`. The maps folder is replaced as a whole, never half-written."""
+    """Write `maps/<cls>.npz` for every test class and `maps/protocol.json`. The maps
+    folder is replaced as a whole, never half-written."""
     run_dir = Path(run_dir)
     run = load_run(run_dir, pick_device(device))
     mean, std = run.encoder.mean_std
@@ -171,8 +176,6 @@ def infer_run(
                 ),
             )
         write_protocol(tmp, {**config.protocol(), "classes": sorted(collected)})
-    calibration = calibrate(run, config, progress)
-    write_json(run_dir / CALIBRATION, calibration)
     return {"classes": {c: len(e["labels"]) for c, e in collected.items()}, **asdict(config)}
 
 

@@ -36,6 +36,11 @@ class ClassMaps:
     paths: np.ndarray
 
 
+def image_scores_from_maps(maps: np.ndarray) -> np.ndarray:
+    """The image score the paper uses: the maximum of each (N, H, W) anomaly map."""
+    return maps.reshape(len(maps), -1).max(axis=1)
+
+
 def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
     n = len(data.labels)
     shapes = {

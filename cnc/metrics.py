@@ -22,6 +22,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from cnc.maps import image_scores_from_maps
+
 METRICS = ("i_auroc", "p_auroc", "aupro", "i_ap", "p_ap")
 PRO_FPR_LIMIT = 0.3
 # Connectivity within one image only (the middle slab of a 3x3x3 structure).
@@ -131,11 +133,6 @@ def aupro_from_curves(c: PixelCurves, limit: float = PRO_FPR_LIMIT) -> float:
         y_limit = y1 + (y2 - y1) * (limit - x1) / (x2 - x1)
         x, y = np.append(x, limit), np.append(y, y_limit)
     return float(np.trapezoid(y, x) / limit)
-
-
-def image_scores_from_maps(maps: np.ndarray) -> np.ndarray:
-    """The image score the paper uses: the maximum of the anomaly map."""
-    return maps.reshape(len(maps), -1).max(axis=1)
 
 
 def class_metrics(

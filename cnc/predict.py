@@ -27,7 +27,7 @@ from cnc.infer import (
     score_batch,
 )
 from cnc.io import atomic_path, write_json
-from cnc.metrics import image_scores_from_maps
+from cnc.maps import image_scores_from_maps
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def predict(
         raise FileExistsError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
     run = load_run(run_dir, pick_device(device))
     calibration = read_calibration(run_dir)
-    if calibration is None:
+    if calibration is None:  # computed once per run, on its training images
         calibration = calibrate(run, InferConfig())
         write_json(run_dir / CALIBRATION, calibration)
     config = InferConfig(map_size=calibration["map_size"], sigma=calibration["smoothing_sigma"])

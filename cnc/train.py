@@ -10,6 +10,7 @@ uninterrupted run.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import shutil
 import tempfile
@@ -244,31 +245,52 @@ def _compatible(checkpoint: dict[str, Any], config: TrainConfig) -> bool:
     return same and checkpoint["epoch"] < config.epochs
 
 
+def code_fingerprint() -> str:
+    """A hash of the code that decides a run's weights: a finished run is reused only
+    when it was trained by the same code (a stale model is never passed off as new)."""
+    package = Path(__file__).parent
+    files = [*sorted((package / "model").glob("*.py")), package / "train.py"]
+    files.append(package / "data" / "dataset.py")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _reusable(final: dict[str, Any], config: TrainConfig) -> bool:
+    return final["config"] == config.to_dict() and final.get("code") == code_fingerprint()
+
+
 def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
-    """The checkpoint to continue from, or None to start afresh (after clearing old files)."""
+    """What to do with the run folder: ("reuse", final state), ("resume", checkpoint) or
+    ("new", None) after clearing what was there. Refuses to discard anything unless
+    `force` is given."""
     final, ckpt = out_dir / FINAL, out_dir / CHECKPOINT
-    if final.exists() and not force:
-        raise FileExistsError(f"{final}: the run is trained; pass --force to train it again")
-    previous = None
-    if ckpt.exists():
+    if final.exists():
+        state = load_checkpoint(final)
+        if resume and _reusable(state, config):
+            return "reuse", state
+        if not force:
+            why = "was trained with other settings or code" if resume else "is trained"
+            raise FileExistsError(f"{final}: the run {why}; pass --force to train it again")
+    elif ckpt.exists():
         if resume:
             previous = load_checkpoint(ckpt)
-            if not _compatible(previous, config):
-                if not force:
-                    raise TrainingError(
-                        f"{ckpt}: was trained with other settings; pass --force to start over"
-                    )
-                previous = None
+            if _compatible(previous, config):
+                return "resume", previous
+            if not force:
+                raise TrainingError(
+                    f"{ckpt}: was trained with other settings; pass --force to start over"
+                )
         elif not force:
             raise FileExistsError(
                 f"{ckpt}: an unfinished run; pass --resume to continue it or --force to restart"
             )
-    if previous is None:
-        for path in (final, ckpt, out_dir / TRAIN_LOG):
-            path.unlink(missing_ok=True)
+    for path in (final, ckpt, out_dir / TRAIN_LOG):
+        path.unlink(missing_ok=True)
     for stale in out_dir.glob(".feature-cache-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    return previous
+    return "new", None
 
 
 def train(
@@ -282,12 +304,17 @@ def train(
     """Train (or continue) the run in `out_dir`; returns the final state.
 
     `checkpoint.pt` holds the resumable state while training runs; at the end the final
-    state is written to `model.pt` and the checkpoint removed, so a finished run is never
-    silently "resumed" with newer code.
+    state is written to `model.pt` and the checkpoint removed. With `resume`, an
+    unfinished run of the same settings continues, and a finished run of the same
+    settings and code is reused as it is (its log rewritten); with `force`, anything
+    else in the folder is replaced.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = _start_state(out_dir, config, resume, force)
+    action, previous = _start_state(out_dir, config, resume, force)
+    if action == "reuse":
+        _write_log(out_dir / TRAIN_LOG, previous["history"])
+        return previous
     ckpt_path = out_dir / CHECKPOINT
     write_json(out_dir / CONFIG, config.to_dict())
 
@@ -330,6 +357,7 @@ def train(
             "rng": _rng_state(shuffle, noise),
             "history": history,
             "encoder_fingerprint": encoder_fingerprint(encoder),
+            "code": code_fingerprint(),
         }
 
     try:

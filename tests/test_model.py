@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnc.infer import smooth
-from cnc.metrics import image_scores_from_maps
+from cnc.maps import image_scores_from_maps
 from cnc.model import fnp, losses, moe
 from cnc.model.backbone import (
     DEFAULT_TAPS,

@@ -19,7 +19,8 @@ from skimage.measure import label as connected_components
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cnc.data.registry import MVTEC_COUNTS
-from cnc.metrics import METRICS, PRO_FPR_LIMIT, class_metrics, image_scores_from_maps
+from cnc.maps import image_scores_from_maps
+from cnc.metrics import METRICS, PRO_FPR_LIMIT, class_metrics
 
 ClassData = tuple[np.ndarray, np.ndarray, np.ndarray]  # maps, masks, labels
 

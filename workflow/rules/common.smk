@@ -1,12 +1,26 @@
 import json
+import shlex
 
 from snakemake.utils import validate
 
+from cnc import grid
+
 validate(config, "../schemas/params.schema.yaml")
+GRID = grid.check_grid(config)  # a bad combination (e.g. K > T) fails before any job
+SCALE = config["scale"]
+RUNS = f"{grid.RUNS_DIR}/{SCALE}"
+REPORTS = f"{grid.REPORTS_DIR}/{SCALE}"
+FIGURES = f"{grid.FIGURES_DIR}/{SCALE}"
+# Heat maps are drawn for the main runs (Tables 1 and 3); `cnc evaluate RUN` draws any other.
+MAIN_RUNS = {r for t in ("table1", "table3") for c in grid.cells(config)[t] for r in c.runs}
+
+
+wildcard_constraints:
+    run="|".join(GRID),
 
 
 def prepared_data():
-    """The record of every dataset that params.yaml asks to prepare."""
+    """The record of every dataset in data.prepare (check_grid: all the grid trains on)."""
     return expand("results/data/{dataset}.json", dataset=config["data"]["prepare"])
 
 
@@ -14,3 +28,28 @@ def data_settings(dataset):
     """The settings one dataset's preparation depends on, as JSON for the command line."""
     data = config["data"]
     return json.dumps({"downloads": data["downloads"], dataset: data[dataset]}, sort_keys=True)
+
+
+def run_data(wildcards):
+    return f"results/data/{grid.dataset_of(config, GRID[wildcards.run])}.json"
+
+
+def train_settings(wildcards):
+    """Everything the run's training depends on, as one quoted JSON argument."""
+    settings = grid.train_config(config, GRID[wildcards.run]).to_dict()
+    return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
+def infer_settings(wildcards):
+    i = grid.infer_config(config)
+    return f"--map-size {i.map_size} --sigma {i.sigma} --infer-batch-size {i.batch_size}"
+
+
+def report_outputs():
+    return [f"{REPORTS}/{f}" for f in grid.REPORT_FILES] + [
+        f"{FIGURES}/{f}" for f in grid.FIGURE_FILES
+    ]
+
+
+def report_settings():
+    return shlex.quote(json.dumps(config, sort_keys=True))

@@ -1,0 +1,75 @@
+"""`cnc compare`: per-class and mean differences between runs, or a run and the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnc.metrics import METRICS
+from cnc.report import paper
+from cnc.report.render import Num, Table, markdown
+from cnc.report.results import CellResult, Stat, cell_result
+from cnc.report.tables import METRIC_LABELS, difference
+
+PAPER_DATASET = {"table1": "mvtec", "table3": "visa"}
+
+
+def _row(values: dict[str, Stat] | None) -> list[Num]:
+    return [Num.of(values[m] if values else None, m) for m in METRICS]
+
+
+def _pick(result: CellResult, row: str) -> list[Num]:
+    if row == "Mean":
+        return _row(result.mean)
+    if row == "mTotal":
+        return [Num.of(result.mtotal, "mtotal")]
+    return _row(result.classes.get(row))
+
+
+def compare_runs(run_dirs: list[Path]) -> str:
+    """The first run is the reference; each other run gets its values and differences."""
+    if len(run_dirs) < 2:
+        raise ValueError("give at least two runs to compare (or one run and --paper)")
+    results = [cell_result(d.parent, (d.name,)) for d in run_dirs]
+    ref = results[0]
+    classes = list(dict.fromkeys(c for r in results for c in r.classes))
+    header = ["class", run_dirs[0].name]
+    for d in run_dirs[1:]:
+        header += [d.name, f"difference ({d.name} - {run_dirs[0].name})"]
+    rows = []
+    for cls in [*classes, "Mean", "mTotal"]:
+        cells: list = [_pick(ref, cls)]
+        for r in results[1:]:
+            cells += [_pick(r, cls), difference(_pick(r, cls), _pick(ref, cls))]
+        rows.append((cls, cells))
+    note = "Cells: " + "/".join(METRIC_LABELS[m] for m in METRICS) + " (percent)."
+    return markdown([Table("compare", "", header, rows, [note])], ["## Run comparison"])
+
+
+def compare_with_paper(run_dir: Path, table: str) -> str:
+    """One run against the paper's CNC numbers of Table 1 or Table 3."""
+    if table not in PAPER_DATASET:
+        raise ValueError(f"--paper {table!r}: choose table1 (MVTec AD) or table3 (VisA)")
+    result = cell_result(run_dir.parent, (run_dir.name,))
+    published = paper.method_table(table)
+    same = result.dataset == PAPER_DATASET[table]
+    rows = []
+    if same:
+        for cls, values in published["classes"].items():
+            ours = _row(result.classes.get(cls))
+            theirs = [Num(v, metric=m) for v, m in zip(values, METRICS, strict=True)]
+            rows.append((cls, [ours, theirs, difference(ours, theirs)]))
+    ours = _row(result.mean)
+    theirs = [Num(v, metric=m) for v, m in zip(published["mean"], METRICS, strict=True)]
+    rows.append(("Mean", [ours, theirs, difference(ours, theirs)]))
+    total = [Num.of(result.mtotal, "mtotal")]
+    paper_total = [Num(published["mtotal"], metric="mtotal")]
+    rows.append(("mTotal", [total, paper_total, difference(total, paper_total)]))
+    head = [f"## {run_dir.name} against the paper's {table}"]
+    if not same:
+        head += [
+            "",
+            f"**Not comparable:** the run used {result.dataset or 'an unknown dataset'}, the "
+            f"paper's {table} is on {PAPER_DATASET[table]}; only the means are shown.",
+        ]
+    header = ["class", run_dir.name, "paper (CNC)", "difference"]
+    return markdown([Table("compare", "", header, rows)], head)

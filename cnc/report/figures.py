@@ -1,0 +1,112 @@
+"""The figures: Fig. 4 (backbone x resolution), the T x K heat map, ablation bars and
+training curves. Drawn with matplotlib's object API (no global state, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cnc.io import atomic_path
+from cnc.report.render import Table
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def fig4(data: pd.DataFrame, path: Path, subtitle: str) -> None:
+    """Grouped bars: mTotal per backbone, one bar per resolution (the paper's Fig. 4)."""
+    backbones = list(dict.fromkeys(data["backbone"]))
+    resolutions = sorted(set(data["resolution"]))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
+    width = 0.8 / len(resolutions)
+    x = np.arange(len(backbones))
+    for i, res in enumerate(resolutions):
+        part = data[data["resolution"] == res].set_index("backbone").reindex(backbones)
+        err = part["std"].astype(float).fillna(0).to_numpy()
+        ax.bar(x + i * width, part["mtotal"], width, yerr=err, label=f"{res}x{res}")
+        known = part["paper_mtotal"].astype(float)
+        for j, value in enumerate(known):
+            if not np.isnan(value):
+                ax.plot(x[j] + i * width, value, "k*", markersize=10, label="paper (stated)")
+    ax.set_xticks(x + width * (len(resolutions) - 1) / 2, backbones)
+    ax.set_ylabel("mTotal (mean of the five metrics, %)")
+    low = float(np.nanmin(data["mtotal"])) if len(data) else 0.0
+    ax.set_ylim(max(0.0, low - 10), 100)
+    ax.legend(fontsize=7, ncols=3)
+    ax.set_title(f"Fig. 4: backbone and resolution, MVTec AD role\n{subtitle}", fontsize=9)
+    _save(fig, path)
+
+
+def table4_heatmap(table: Table, path: Path, subtitle: str) -> None:
+    """I-AUROC and P-AUROC over T (rows) x K (columns); blank where K > T."""
+    rows = [label for label, _ in table.rows]
+    columns = table.header[1:]
+    fig = Figure(figsize=(8, 3.6))
+    for position, (ax, name) in enumerate(
+        zip(fig.subplots(1, 2), ("I-AUROC", "P-AUROC"), strict=True)
+    ):
+        grid = np.full((len(rows), len(columns)), np.nan)
+        for i, (_, cells) in enumerate(table.rows):
+            for j, cell in enumerate(cells):
+                if isinstance(cell, list) and cell[position].value is not None:
+                    grid[i, j] = cell[position].value
+        image = ax.imshow(grid, cmap="viridis")
+        for i in range(len(rows)):
+            for j in range(len(columns)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                            color="white")  # fmt: skip
+        ax.set_xticks(range(len(columns)), columns, fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(f"Table 4: MoE experts T and top K\n{subtitle}", fontsize=9)
+    _save(fig, path)
+
+
+def ablation(table: Table, path: Path, subtitle: str) -> None:
+    """Table 2 as bars: this benchmark's three metrics per row, the paper's as outlines."""
+    labels = [label for label, _ in table.rows]
+    ours = np.array([[n.value for n in cells[3]] for _, cells in table.rows], dtype=float)
+    theirs = np.array(
+        [[np.nan if n.value is None else n.value for n in cells[5]] for _, cells in table.rows]
+    )
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    for i, name in enumerate(("I-AUROC", "P-AUROC", "AUPRO")):
+        ax.bar(x + i * 0.27, ours[:, i], 0.27, label=f"{name} (this benchmark)")
+        ax.bar(x + i * 0.27, theirs[:, i], 0.27, fill=False, edgecolor="black", linewidth=0.6,
+               label="paper" if i == 0 else None)  # fmt: skip
+    switches = [f"{r}\n{''.join('M' if c == '✓' else '-' for c in cells[:3])}"
+                for r, (_, cells) in zip(labels, table.rows, strict=True)]  # fmt: skip
+    ax.set_xticks(x + 0.27, switches, fontsize=8)
+    ax.set_ylabel("%")
+    low = np.nanmin(np.concatenate([ours.ravel(), theirs.ravel()]))
+    ax.set_ylim(max(0.0, low - 10), 100)
+    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    ax.set_title(f"Table 2 ablation (row, then MLF/CNC/MoE on: M)\n{subtitle}", fontsize=9)
+    _save(fig, path)
+
+
+def training_curves(logs: dict[str, pd.DataFrame], path: Path, subtitle: str) -> None:
+    """Distillation and total loss per epoch for the given runs."""
+    fig = Figure(figsize=(8, 3.6))
+    axes = fig.subplots(1, 2)
+    for name, log in logs.items():
+        for ax, term in zip(axes, ("distill", "total"), strict=True):
+            ax.plot(log["epoch"], log[term], marker=".", label=name)
+    for ax, term in zip(axes, ("L_distill (eq. 9)", "L_total (eq. 16)"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(term, fontsize=9)
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"Training curves\n{subtitle}", fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,243 @@
+"""Tables 1-4 in the paper's layout, this benchmark's numbers beside the paper's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cnc.grid import Cell as GridCell
+from cnc.grid import cells as grid_cells
+from cnc.metrics import METRICS
+from cnc.report import paper
+from cnc.report.render import Num, Table, mark, mark_columns, mark_rows
+from cnc.report.results import CellResult, Stat, cell_result
+
+OURS = "this benchmark"
+METRIC_LABELS = {
+    "i_auroc": "I-AUROC",
+    "p_auroc": "P-AUROC",
+    "aupro": "AUPRO",
+    "i_ap": "I-AP",
+    "p_ap": "P-AP",
+}
+TABLE2_METRICS = ("i_auroc", "p_auroc", "aupro")
+TABLE4_METRICS = ("i_auroc", "p_auroc")
+YES, NO, NONE = "✓", "✗", "✗"
+
+
+def comparable(result: CellResult, role: str) -> bool:
+    """Numbers are comparable with the paper's only on the paper's own dataset."""
+    return result.dataset == role
+
+
+def preamble(params: dict[str, Any], title: str, results: list[CellResult]) -> list[str]:
+    datasets = sorted({r.dataset or "unknown" for r in results})
+    seeds = max((r.seeds for r in results), default=1)
+    lines = [
+        f"## {title}",
+        "",
+        f"Scale: **{params['scale']}**; trained and evaluated on: {', '.join(datasets)}; "
+        f"seeds: {seeds}" + (" (mean±SD over seeds)" if seeds > 1 else "") + ".",
+        "All numbers are percentages computed from the runs' saved metrics.json files.",
+    ]
+    if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
+        lines += [
+            "",
+            "**Not comparable to the paper.** These numbers come from the smoke scale "
+            "(synthetic data, tiny randomly initialised backbones, a few epochs). They "
+            "check that the pipeline runs end to end; they say nothing about CNC. The "
+            "paper's numbers are shown for layout only.",
+        ]
+    return lines
+
+
+def _nums(values: dict[str, Stat] | list[float] | None, metrics=METRICS) -> list[Num]:
+    if values is None:
+        return [Num(None, metric=m) for m in metrics]
+    if isinstance(values, list):
+        return [Num(v, metric=m) for v, m in zip(values, metrics, strict=True)]
+    return [Num.of(values[m], m) for m in metrics]
+
+
+def difference(ours: list[Num], theirs: list[Num]) -> list[Num]:
+    return [
+        Num(None if a.value is None or b.value is None else a.value - b.value, metric=a.metric)
+        for a, b in zip(ours, theirs, strict=True)
+    ]
+
+
+def main_table(
+    params: dict[str, Any], name: str, cell: GridCell, runs_dir: Path
+) -> tuple[list[Table], list[CellResult]]:
+    """Table 1 (MVTec AD) or Table 3 (VisA): per-class rows, Mean, mTotal."""
+    result = cell_result(runs_dir, cell.runs)
+    role = cell.points[0].role
+    same = comparable(result, role)
+    methods = paper.methods(name)
+    header = ["class", *(f"{m} (paper)" for m in methods), OURS, "difference"]
+    classes = list(paper.method_table(name)["classes"]) if same else list(result.classes)
+    rows: list[tuple[str, list]] = []
+    for cls in classes:
+        published = [
+            _nums(paper.method_table(name, m)["classes"].get(cls) if same else None)
+            for m in methods
+        ]
+        ours = _nums(result.classes.get(cls))
+        rows.append((cls, [*published, ours, difference(ours, published[-1]) if same else "-"]))
+    published = [_nums(paper.method_table(name, m)["mean"]) for m in methods]
+    ours = _nums(result.mean)
+    rows.append(("Mean", [*published, ours, difference(ours, published[-1]) if same else "-"]))
+    totals = [[Num(paper.method_table(name, m)["mtotal"], metric="mtotal")] for m in methods]
+    ours_total = [Num.of(result.mtotal, "mtotal")]
+    rows.append(
+        ("mTotal", [*totals, ours_total, difference(ours_total, totals[-1]) if same else "-"])
+    )
+    table = Table(
+        name,
+        "",
+        header,
+        rows,
+        notes=[
+            "Cells: " + "/".join(METRIC_LABELS[m] for m in METRICS) + ". Bold: best, "
+            "underlined: second best among the methods of the row. Difference: this "
+            "benchmark minus the paper's CNC (called CND in its tables)."
+            + ("" if same else " Per-class paper numbers are left out: other classes.")
+        ],
+    )
+    mark_rows(table, list(range(len(methods) + 1)))
+    return [table], [result]
+
+
+def table2(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
+    results = [cell_result(runs_dir, c.runs) for c in grid]
+    same = all(comparable(r, c.points[0].role) for c, r in zip(grid, results, strict=True))
+    rows = []
+    for c, result in zip(grid, results, strict=True):
+        p = c.points[0]
+        published = paper.table2_row(c.row)
+        ours = [Num.of(result.mean[m], m) for m in TABLE2_METRICS]
+        ours_mean = [Num(sum(n.value for n in ours) / len(ours), metric="mean")]
+        theirs = _nums(published["values"] if published else None, TABLE2_METRICS)
+        theirs_mean = [Num(published["mean"] if published else None, metric="mean")]
+        switches = [YES if p.mlf else NO, YES if p.cnc else NO, YES if p.experts else NO]
+        rows.append(
+            (
+                c.row,
+                [
+                    *switches,
+                    ours,
+                    ours_mean,
+                    theirs,
+                    theirs_mean,
+                    difference(ours_mean, theirs_mean) if same else "-",
+                ],
+            )
+        )
+    perf = "/".join(METRIC_LABELS[m] for m in TABLE2_METRICS)
+    header = ["", "MLF", "CNC", "MoE", f"{perf} ({OURS})", f"Mean ({OURS})"]
+    header += [f"{perf} (paper)", "Mean (paper)"]
+    table = Table(
+        "table2",
+        "",
+        [*header, "difference of means"],
+        rows,
+        notes=[
+            "Class means over the dataset's classes. Mean: of the three metrics. MoE on = "
+            f"T={params['main']['experts']}, K={params['main']['top_k']}. Bold: best, "
+            "underlined: second best in the column."
+        ],
+    )
+    mark_columns(table, [3, 4, 5, 6])
+    return [table], results
+
+
+def table4(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
+    results = {(c.row, c.column): cell_result(runs_dir, c.runs) for c in grid}
+    t4 = params["experiments"]["table4"]
+    ks = [f"K={k}" for k in t4["top_k"]]
+    row_names = ["None", *(f"T={t}" for t in t4["experts"])]
+
+    def block(title: str, section: str, value) -> Table:
+        rows = []
+        for r in row_names:
+            cells: list = []
+            for i, k in enumerate(ks):
+                t = 0 if r == "None" else int(r[2:])
+                valid = (r == "None" and i == 0) or (r != "None" and int(k[2:]) <= t)
+                cells.append(value(r, k) if valid else NONE)
+            rows.append((r, cells))
+        return Table("table4", title, ["T \\ K", *ks], rows, section=section)
+
+    def ours(r: str, k: str) -> list[Num]:
+        result = results.get((r, "" if r == "None" else k))
+        return [
+            Num.of(result.mean[m], m) if result else Num(None, metric=m) for m in TABLE4_METRICS
+        ]
+
+    def published(r: str, k: str) -> list[Num]:
+        return _nums(paper.table4_cell(r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
+
+    tables = [
+        block(f"{OURS}: I-AUROC/P-AUROC", "ours", ours),
+        block("paper: I-AUROC/P-AUROC", "paper", published),
+    ]
+    for t in tables:
+        _mark_all(t)
+    if all(comparable(r, grid[0].points[0].role) for r in results.values()):
+        tables.append(
+            block(
+                "difference (this benchmark minus paper)",
+                "difference",
+                lambda r, k: difference(ours(r, k), published(r, k)),
+            )
+        )
+    tables[-1].notes = [
+        f"{NONE}: K > T (not a valid setting). '-': no value (the paper's table stops at "
+        "K = 4). Bold: best, underlined: second best over the grid, per metric."
+    ]
+    return tables, list(results.values())
+
+
+def _mark_all(table: Table) -> None:
+    groups = [c for _, cells in table.rows for c in cells if isinstance(c, list)]
+    for position in range(len(TABLE4_METRICS)):
+        mark([g[position] for g in groups])
+
+
+def fig4_data(grid: list[GridCell], runs_dir: Path) -> tuple[pd.DataFrame, list[CellResult]]:
+    records, results = [], []
+    for c in grid:
+        result = cell_result(runs_dir, c.runs)
+        results.append(result)
+        records.append(
+            {
+                "backbone": c.row,
+                "resolution": int(c.column),
+                "mtotal": result.mtotal.mean,
+                "std": result.mtotal.std,
+                "paper_mtotal": paper.fig4_mtotal(c.row, int(c.column)),
+                **{m: result.mean[m].mean for m in METRICS},
+            }
+        )
+    return pd.DataFrame.from_records(records), results
+
+
+TITLES = {
+    "table1": "Table 1: multi-class anomaly detection on MVTec AD",
+    "table2": "Table 2: ablation of MLF, CNC and MoE on MVTec AD",
+    "table3": "Table 3: multi-class anomaly detection on VisA",
+    "table4": "Table 4: MoE experts T and top K on MVTec AD",
+}
+
+
+def build_tables(params: dict[str, Any], runs_dir: Path):
+    """{table name: (tables, results)} for Tables 1-4."""
+    g = grid_cells(params)
+    return {
+        "table1": main_table(params, "table1", g["table1"][0], runs_dir),
+        "table2": table2(params, g["table2"], runs_dir),
+        "table3": main_table(params, "table3", g["table3"][0], runs_dir),
+        "table4": table4(params, g["table4"], runs_dir),
+    }

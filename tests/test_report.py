@@ -1,0 +1,247 @@
+"""Reports from saved metrics.json files: the paper's layout, its numbers, differences."""
+
+from __future__ import annotations
+
+import copy
+import json
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cnc import grid
+from cnc.cli import app
+from cnc.config import PROJECT
+from cnc.data.registry import MVTEC_COUNTS
+from cnc.io import write_json
+from cnc.metrics import METRICS
+from cnc.report import paper
+from cnc.report.build import write_reports
+from cnc.report.render import Num, mark
+from cnc.report.results import ResultsError
+
+runner = CliRunner()
+PARAMS = yaml.safe_load((PROJECT / "params.yaml").read_text())
+MAIN = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-s0"
+
+
+def plain(text: str) -> str:
+    """Markdown without the best / second-best marks."""
+    return text.replace("**", "").replace("<u>", "").replace("</u>", "")
+
+
+def value(run: str, cls: str, metric: str) -> float:
+    """A deterministic fake metric in [50, 100)."""
+    return 50 + zlib.crc32(f"{run}/{cls}/{metric}".encode()) % 5000 / 100
+
+
+def fake_run(
+    runs_dir, name: str, dataset: str, classes: list[str], shift: float = 0.0, like: str = ""
+):
+    """metrics.json (values from the name, or from `like`'s), config.json, train_log.csv."""
+    per_class = {c: {m: value(like or name, c, m) + shift for m in METRICS} for c in classes}
+    mean = {m: float(np.mean([v[m] for v in per_class.values()])) for m in METRICS}
+    folder = runs_dir / name
+    write_json(
+        folder / "metrics.json",
+        {
+            "run": name,
+            "classes": per_class,
+            "mean": mean,
+            "mtotal": float(np.mean(list(mean.values()))),
+        },
+    )
+    write_json(folder / "config.json", {"dataset": dataset})
+    pd.DataFrame({"epoch": [1, 2], "distill": [1.0, 0.5], "total": [3.0, 2.0]}).to_csv(
+        folder / "train_log.csv", index=False
+    )
+
+
+def fake_grid(runs_dir, params, dataset, classes, seeds_shift=None):
+    for name in grid.grid_points(params):
+        shift = (seeds_shift or {}).get(name[-2:], 0.0)
+        fake_run(runs_dir, name, dataset, classes, shift)
+
+
+@pytest.fixture(scope="module")
+def smoke_reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    fake_grid(root / "runs", PARAMS, "synthetic", ["wood", "carpet", "washer"])
+    written = write_reports(PARAMS, root / "runs", root / "reports", root / "figures")
+    return root, written
+
+
+def test_every_table_and_figure_is_written(smoke_reports):
+    root, written = smoke_reports
+    for f in grid.REPORT_FILES:
+        assert (root / "reports" / f).stat().st_size > 0, f
+    for f in grid.FIGURE_FILES:
+        assert (root / "figures" / f).read_bytes()[:4] == b"\x89PNG", f
+    assert len(written) == len(grid.REPORT_FILES) + len(grid.FIGURE_FILES)
+
+
+def test_smoke_reports_say_they_are_not_comparable(smoke_reports):
+    root, _ = smoke_reports
+    for name in ("table1", "table2", "table3", "table4", "README"):
+        text = (root / "reports" / f"{name}.md").read_text()
+        assert "Not comparable to the paper" in text and "Scale: **smoke**" in text
+        assert "synthetic" in text
+    assert "% **Not comparable" in (root / "reports" / "table1.tex").read_text()
+
+
+def test_smoke_table1_shows_our_classes_and_the_papers_means_only(smoke_reports):
+    root, _ = smoke_reports
+    text = (root / "reports" / "table1.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert {"wood", "carpet", "washer", "Mean", "mTotal"} <= set(rows)
+    assert "bottle" not in rows
+    # The synthetic "wood" is not MVTec's wood: no per-class paper numbers beside it.
+    assert rows["wood"].count("-/-/-/-/-") == 4
+    assert "98.6/98.0/93.0/99.3/56.4" in plain(rows["Mean"])
+    expected = np.mean([value(MAIN, c, "i_auroc") for c in ("wood", "carpet", "washer")])
+    assert f"{expected:.1f}" in plain(rows["Mean"])
+
+
+def test_paper_scale_table1_gives_per_class_differences(tmp_path):
+    p = copy.deepcopy(PARAMS)
+    p["scale"] = "paper"
+    classes = list(MVTEC_COUNTS)
+    fake_grid(tmp_path / "runs", p, "mvtec", classes)
+    fake_run(tmp_path / "runs", "visa-vitl14_336-r224-mlf-cnc-moeT5K2-s0", "visa", ["pcb1"])
+    write_reports(p, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    table = pd.read_csv(tmp_path / "reports" / "table1.csv")
+    bottle = table[(table["row"] == "bottle") & (table["metric"] == "p_ap")]
+    ours = bottle[bottle["column"] == "this benchmark"]["value"].item()
+    assert ours == pytest.approx(value(MAIN, "bottle", "p_ap"))
+    theirs = bottle[bottle["column"] == "CNC (paper)"]["value"].item()
+    assert theirs == 81.8
+    assert bottle[bottle["column"] == "difference"]["value"].item() == pytest.approx(ours - 81.8)
+    text = (tmp_path / "reports" / "table1.md").read_text()
+    assert "Not comparable" not in text and "Scale: **paper**" in text
+    # VisA was evaluated on one class only: the per-class rows show what is missing.
+    t3 = pd.read_csv(tmp_path / "reports" / "table3.csv")
+    pcb2 = t3[(t3["row"] == "pcb2") & (t3["column"] == "this benchmark")]
+    assert pcb2["value"].isna().all()
+
+
+def test_seeds_give_mean_and_sd(tmp_path):
+    p = copy.deepcopy(PARAMS)
+    p["seeds"] = [0, 1]
+    fake_grid(tmp_path / "runs", p, "synthetic", ["wood"], seeds_shift={"s1": 2.0})
+    write_reports(p, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    table = pd.read_csv(tmp_path / "reports" / "table1.csv")
+    wood = table[(table["row"] == "wood") & (table["column"] == "this benchmark")]
+    i_auroc = wood[wood["metric"] == "i_auroc"]
+    # The fake values of s0 and s1 differ by the run name's hash plus the shift.
+    a = value(MAIN, "wood", "i_auroc")
+    b = value(MAIN.replace("-s0", "-s1"), "wood", "i_auroc") + 2.0
+    assert i_auroc["value"].item() == pytest.approx((a + b) / 2)
+    assert i_auroc["std"].item() == pytest.approx(abs(a - b) / np.sqrt(2))
+    assert "±" in (tmp_path / "reports" / "table1.md").read_text()
+    assert "mean±SD over seeds" in (tmp_path / "reports" / "table1.md").read_text()
+
+
+def test_table2_has_the_ablation_switches_and_the_papers_rows(smoke_reports):
+    root, _ = smoke_reports
+    lines = (root / "reports" / "table2.md").read_text().splitlines()
+    row_i = next(line for line in lines if line.startswith("| i |"))
+    row_vii = next(line for line in lines if line.startswith("| vii |"))
+    assert row_i.count("✗") == 3 and row_vii.count("✓") == 3
+    assert "95.4/95.6/90.3" in plain(row_i)
+    assert "**98.6**/**98.0**/**93.0**" in row_vii  # the paper's best row, marked
+
+
+def test_table4_marks_invalid_cells_and_gives_the_papers_grid(smoke_reports):
+    root, _ = smoke_reports
+    text = (root / "reports" / "table4.md").read_text()
+    paper_block = text.split("### paper")[1].split("###")[0]
+    t2 = next(line for line in paper_block.splitlines() if line.startswith("| T=2 |"))
+    assert t2.split(" | ")[3:] == ["✗", "✗", "✗", "✗ |"]
+    assert "97.4/96.7" in t2
+    t6 = next(line for line in paper_block.splitlines() if line.startswith("| T=6 |"))
+    assert t6.rstrip(" |").endswith("-/-")  # K = 6: the paper has no value
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    assert set(summary["table4"]) >= {"None", "T=5 K=2", "T=6 K=6"}
+    assert summary["table1"]["mtotal"] == pytest.approx(
+        json.loads((root / "runs" / MAIN / "metrics.json").read_text())["mtotal"]
+    )
+
+
+def test_marks_best_and_second_with_ties():
+    nums = [Num(v) for v in (90.0, 95.0, 95.0, 80.0, None)]
+    mark(nums)
+    assert [n.mark for n in nums] == [2, 1, 1, 0, 0]
+
+
+def test_a_missing_metrics_file_names_it(tmp_path):
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
+    (tmp_path / "runs" / MAIN / "metrics.json").unlink()
+    with pytest.raises(ResultsError, match=rf"{MAIN}/metrics.json: missing"):
+        write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
+
+
+# ----------------------------------------------------------------------------- paper numbers
+
+
+# The paper rounds some means and truncates others (Table 2's "93.7" is 93.77), so a
+# printed mean lies within 0.1 of the value recomputed from the printed rows.
+PRINTED = 0.1
+
+
+@pytest.mark.parametrize("table", ["table1", "table3"])
+def test_the_papers_cnc_means_follow_from_its_per_class_rows(table):
+    cnc = paper.method_table(table)
+    rows = np.array(list(cnc["classes"].values()))
+    assert rows.shape == ((15 if table == "table1" else 12), 5)
+    assert np.abs(rows.mean(axis=0) - np.array(cnc["mean"])).max() < PRINTED
+    assert abs(np.mean(cnc["mean"]) - cnc["mtotal"]) < PRINTED
+
+
+def test_the_baselines_quoted_means_and_their_known_mismatches():
+    """The baselines' rows were copied by the paper from another paper; some of their
+    printed means do not follow from their rows. Exactly these do not."""
+    mismatches = set()
+    for table in ("table1", "table3"):
+        for method in paper.BASELINES:
+            m = paper.method_table(table, method)
+            rows = np.array(list(m["classes"].values()))
+            for i, metric in enumerate(METRICS):
+                if abs(rows[:, i].mean() - m["mean"][i]) >= PRINTED:
+                    mismatches.add((table, method, metric))
+    assert ("table1", "UniAD", "p_auroc") in mismatches  # 92.4 from the rows, 96.8 printed
+    assert not any(method == paper.PAPER_METHOD for _, method, _ in mismatches)
+
+
+def test_table2_means_and_the_shared_cells_agree():
+    for row in paper.numbers()["table2"]["rows"].values():
+        assert abs(np.mean(row["values"]) - row["mean"]) < PRINTED
+    vii = paper.table2_row("vii")["values"]
+    assert paper.method_table("table1")["mean"][:3] == vii
+    assert paper.table4_cell("T=5 K=2") == vii[:2]
+    assert paper.table4_cell("None") == paper.table2_row("v")["values"][:2]
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_two_runs_and_a_run_with_the_paper(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "a", "synthetic", ["wood", "grid"])
+    fake_run(runs, "b", "synthetic", ["wood", "grid"], shift=1.5, like="a")
+    result = runner.invoke(app, ["compare", str(runs / "a"), str(runs / "b")])
+    assert result.exit_code == 0, result.output
+    wood = next(line for line in result.output.splitlines() if line.startswith("| wood"))
+    assert wood.rstrip(" |").endswith("1.5/1.5/1.5/1.5/1.5")
+    fake_run(runs, "m", "mvtec", list(MVTEC_COUNTS))
+    result = runner.invoke(app, ["compare", str(runs / "m"), "--paper", "table1"])
+    assert result.exit_code == 0, result.output
+    assert "| bottle |" in result.output and "Not comparable" not in result.output
+    result = runner.invoke(app, ["compare", str(runs / "a"), "--paper", "table1"])
+    assert "Not comparable" in result.output and "| wood |" not in result.output
+    result = runner.invoke(app, ["compare", str(runs / "a")])
+    assert result.exit_code == 1 and "at least two runs" in result.output
+    result = runner.invoke(app, ["compare", str(runs / "zzz"), str(runs / "a")])
+    assert result.exit_code == 1 and "zzz/metrics.json: missing" in result.output

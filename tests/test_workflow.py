@@ -1,0 +1,238 @@
+"""The workflow end to end on a small grid: Snakemake and DVC build the same runs and the
+same tables, resume after an interruption, re-run what a changed setting affects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cnc import dvcfile, grid
+from cnc.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+runner = CliRunner()
+
+
+def small_params() -> dict:
+    """The grid's shape, scaled down to a minute of CPU: 6 runs, 1 epoch, tiny images."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["synthetic"].update(
+        image_size=48, train_per_class=2, test_per_class=3, classes=["wood", "chip"]
+    )
+    params["scales"]["smoke"].update(epochs={"mvtec": 1, "visa": 1}, map_size=32)
+    params["experiments"]["table2"]["rows"] = {"i": [False, False, False], "vii": [True] * 3}
+    params["experiments"]["table4"].update(experts=[1], top_k=[1, 2])
+    params["experiments"]["fig4"].update(backbones=["ViT-B-32"], resolutions=[224])
+    return params
+
+
+def project(tmp_path: Path, name: str = "project", params: dict | None = None) -> Path:
+    work = tmp_path / name
+    work.mkdir()
+    for item in ("Snakefile", "workflow", "profiles", "environment.yml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    (work / "params.yaml").write_text(yaml.safe_dump(params or small_params()))
+    return work
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(work: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+    )
+
+
+def tables(work: Path) -> dict[str, str]:
+    reports = work / "results/reports/smoke"
+    return {f: (reports / f).read_text() for f in grid.REPORT_FILES if f.endswith((".csv", ".md"))}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small grid run from start to end by Snakemake (the reference for other tests)."""
+    work = project(tmp_path_factory.mktemp("snake"))
+    run = snakemake(work, "all")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return work
+
+
+def test_snakemake_produces_every_table_and_figure(finished):
+    for f in grid.REPORT_FILES:
+        assert (finished / "results/reports/smoke" / f).is_file(), f
+    for f in grid.FIGURE_FILES:
+        assert (finished / "results/figures/smoke" / f).is_file(), f
+    names = list(grid.grid_points(small_params()))
+    assert len(names) == 6
+    for name in names:
+        run = finished / "results/runs/smoke" / name
+        assert (run / "metrics.json").is_file() and (run / "model.pt").is_file()
+        assert (finished / f"logs/smoke/train/{name}.log").is_file()
+        assert (finished / f"benchmarks/smoke/train/{name}.tsv").is_file()
+    assert "Nothing to be done" in snakemake(finished, "-n").stdout
+
+
+def test_a_changed_setting_reruns_exactly_what_it_affects(finished, tmp_path):
+    params = small_params()
+    params["infer"]["sigma"] = 2.0  # every run's maps, not the training
+    (finished / "params.yaml").write_text(yaml.safe_dump(params))
+    dry = snakemake(finished, "-n", "--quiet", "rules")
+    assert "train" in dry.stdout and "prepare_data" not in dry.stdout
+    params = small_params()
+    params["data"]["synthetic"]["seed"] = 1
+    (finished / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "prepare_data" in snakemake(finished, "-n").stdout
+    (finished / "params.yaml").write_text(yaml.safe_dump(small_params()))
+    assert "Nothing to be done" in snakemake(finished, "-n").stdout
+
+
+def test_interrupted_snakemake_finishes_only_what_is_missing(finished, tmp_path):
+    work = project(tmp_path)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--cores", "1", "all"],
+        cwd=work,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = work / "results/runs/smoke"
+    deadline = time.time() + 300
+    while len(list(runs.glob("*/maps/protocol.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    done = {p.parts[-3] for p in runs.glob("*/maps/protocol.json")}
+    assert 2 <= len(done) < 6
+    resumed = snakemake(work, "all")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trained = resumed.stdout.count("rule train:") + resumed.stderr.count("rule train:")
+    assert trained <= 6 - len(done) + 1  # the interrupted job, at most, runs again
+    assert tables(work) == tables(finished)
+
+
+def test_bad_settings_fail_before_anything_runs(tmp_path):
+    params = small_params()
+    params["main"]["top_k"] = 7
+    work = project(tmp_path, params=params)
+    run = snakemake(work, "all")
+    assert run.returncode != 0
+    assert "K must satisfy 1 <= K <= T" in run.stdout + run.stderr
+    assert not (work / "results").exists()
+
+
+def test_the_paper_scale_needs_its_datasets_listed(tmp_path):
+    params = small_params()
+    params["scale"] = "paper"
+    work = project(tmp_path, params=params)
+    run = snakemake(work, "-n")
+    assert run.returncode != 0
+    assert "add mvtec, visa to data.prepare" in run.stdout + run.stderr
+    params["data"]["prepare"] = ["mvtec", "visa"]
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    dry = snakemake(work, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "results/runs/paper/" in dry.stdout and "ViT-L-14-336" in dry.stdout
+
+
+def test_snakemake_lint_is_clean():
+    lint = snakemake(ROOT, "--lint", "--nolock")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
+
+
+# ----------------------------------------------------------------------------- DVC
+
+
+def test_dvc_yaml_is_generated_from_params_and_current():
+    assert (ROOT / "dvc.yaml").read_text() == dvcfile.render(yaml.safe_load(
+        (ROOT / "params.yaml").read_text()
+    ))  # fmt: skip
+    result = runner.invoke(app, ["workflow", "dvc", "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_stale_dvc_yaml_is_detected(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
+    args = ["workflow", "dvc", "--params", str(tmp_path / "params.yaml")]
+    args += ["--out", str(tmp_path / "dvc.yaml")]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--check"]).exit_code == 0
+    params = small_params()
+    params["seeds"] = [0, 1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stale = runner.invoke(app, [*args, "--check"])
+    assert stale.exit_code == 1 and "stale" in stale.output
+
+
+def _snakemake_outputs(work: Path) -> set[str]:
+    summary = snakemake(work, "--summary", "--nolock")
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    return {line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.strip()}
+
+
+def _dvc_outputs(work: Path) -> set[str]:
+    from dvc.repo import Repo
+
+    with Repo(str(work)) as repo:
+        return {
+            str(Path(out.fs_path).relative_to(work))
+            for stage in repo.index.stages
+            for out in stage.outs
+        }
+
+
+def _runs_and_reports(paths: set[str]) -> tuple[set[str], set[str]]:
+    runs = {p.split("/")[3] for p in paths if p.startswith("results/runs/")}
+    reports = {p for p in paths if p.startswith(("results/reports/", "results/figures/"))}
+    return runs, reports
+
+
+def test_snakemake_and_dvc_enumerate_the_same_runs_and_paths():
+    snake = _snakemake_outputs(ROOT)
+    dvc = _dvc_outputs(ROOT)
+    assert _runs_and_reports(snake) == _runs_and_reports(dvc)
+    assert len(_runs_and_reports(snake)[0]) == 43
+    # Each file Snakemake tracks for a run is a DVC output or lies inside one (maps/).
+    for path in (p for p in snake if p.startswith("results/runs/")):
+        assert any(path == d or path.startswith(d + "/") for d in dvc) or path.endswith(
+            "train_log.csv"
+        ), path
+
+
+def test_dvc_repro_builds_the_same_tables_as_snakemake(finished, tmp_path):
+    work = project(tmp_path, "dvc")
+    (work / "dvc.yaml").write_text(dvcfile.render(small_params()))
+    shutil.copytree(ROOT / "cnc", work / "cnc")  # the code the stages depend on
+    dvc = str(BIN / "dvc")
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=work, check=True, env=env())
+    subprocess.run([dvc, "config", "core.analytics", "false"], cwd=work, check=True, env=env())
+    run = subprocess.run(
+        [dvc, "repro"], cwd=work, capture_output=True, text=True, timeout=900, env=env()
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert tables(work) == tables(finished)
+    again = subprocess.run([dvc, "status"], cwd=work, capture_output=True, text=True, env=env())
+    assert "up to date" in again.stdout, again.stdout
+    shown = subprocess.run(
+        [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
+    )
+    assert shown.returncode == 0 and "summary.json" in shown.stdout

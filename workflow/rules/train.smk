@@ -1,0 +1,25 @@
+rule train:
+    """Train one run (all classes jointly), then write its test maps in the same process.
+
+    An interrupted run resumes; a finished run of the same settings and code is reused,
+    so a changed inference setting re-runs inference only.
+    """
+    input:
+        run_data,
+    output:
+        maps=f"{RUNS}/{{run}}/maps/protocol.json",
+        log=f"{RUNS}/{{run}}/train_log.csv",
+    params:
+        settings=train_settings,
+        maps=infer_settings,
+    log:
+        f"logs/{SCALE}/train/{{run}}.log",
+    benchmark:
+        f"benchmarks/{SCALE}/train/{{run}}.tsv"
+    resources:
+        gpu=1,
+    conda:
+        "../../environment.yml"
+    shell:
+        "cnc train {RUNS}/{wildcards.run} --settings {params.settings} --resume --force "
+        "--maps {params.maps} --no-progress > {log} 2>&1"
