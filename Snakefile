@@ -15,4 +15,4 @@ rule all:
     default_target: True
     input:
         prepared_data(),
-        report_outputs(),
+        report_outputs().values(),

@@ -78,7 +78,11 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             + [f"{d}/train_log.csv" for d in run_dirs]
             + REPORT_CODE,
             "params": ["scale", "seeds", "main", "experiments"],
-            "outs": [_uncached(f"{reports}/{f}") for f in REPORT_FILES if f != "summary.json"]
+            "outs": [  # summary.json and fig4.csv are listed as metrics and plots
+                _uncached(f"{reports}/{f}")
+                for f in REPORT_FILES
+                if f not in ("summary.json", "fig4.csv")
+            ]
             + [_uncached(f"{figures}/{f}") for f in FIGURE_FILES],
             "metrics": [_uncached(f"{reports}/summary.json")],
             "plots": [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")],

@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 
 from snakemake.utils import validate
@@ -46,9 +47,21 @@ def infer_settings(wildcards):
 
 
 def report_outputs():
-    return [f"{REPORTS}/{f}" for f in grid.REPORT_FILES] + [
-        f"{FIGURES}/{f}" for f in grid.FIGURE_FILES
-    ]
+    """Every table and figure, named by file stem and kind (table1, table1_tex, fig4...)."""
+    files = [f"{REPORTS}/{f}" for f in grid.REPORT_FILES]
+    files += [f"{FIGURES}/{f}" for f in grid.FIGURE_FILES]
+    return {output_key(f): f for f in files}
+
+
+def output_key(path):
+    stem, kind = os.path.splitext(os.path.basename(path))
+    return stem if kind in (".md", ".png") else f"{stem}_{kind[1:]}"
+
+
+def parent(path, levels=1):
+    for _ in range(levels):
+        path = os.path.dirname(path)
+    return path
 
 
 def report_settings():

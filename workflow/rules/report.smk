@@ -4,13 +4,16 @@ rule report:
         metrics=expand(f"{RUNS}/{{run}}/metrics.json", run=GRID),
         curves=expand(f"{RUNS}/{{run}}/train_log.csv", run=GRID),
     output:
-        report_outputs(),
+        **report_outputs(),
     params:
         settings=report_settings(),
+        runs=lambda wildcards, input: parent(input.metrics[0], 2),
+        reports=lambda wildcards, output: parent(output.table1),
+        figures=lambda wildcards, output: parent(output.fig4),
     log:
         f"logs/{SCALE}/report.log",
     conda:
         "../../environment.yml"
     shell:
-        "cnc report --settings {params.settings} --runs {RUNS} --reports {REPORTS} "
-        "--figures {FIGURES} > {log} 2>&1"
+        "cnc report --settings {params.settings} --runs {params.runs} "
+        "--reports {params.reports} --figures {params.figures} > {log} 2>&1"

@@ -10,6 +10,7 @@ rule train:
         maps=f"{RUNS}/{{run}}/maps/protocol.json",
         log=f"{RUNS}/{{run}}/train_log.csv",
     params:
+        run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
         settings=train_settings,
         maps=infer_settings,
     log:
@@ -21,5 +22,5 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "cnc train {RUNS}/{wildcards.run} --settings {params.settings} --resume --force "
+        "cnc train {params.run_dir} --settings {params.settings} --resume --force "
         "--maps {params.maps} --no-progress > {log} 2>&1"
