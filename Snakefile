@@ -11,6 +11,14 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# On a cluster these run where snakemake runs: downloads need the network that compute
+# nodes often lack, and the report takes seconds.
+localrules:
+    all,
+    prepare_data,
+    report,
+
+
 rule all:
     default_target: True
     input:
