@@ -206,9 +206,7 @@ def _train_config(
     checkpoint_every: int,
     cache: str,
 ):
-    from cnc.model.build import ArchConfig
-    from cnc.model.cnc import ModelConfig
-    from cnc.train import PAPER_EPOCHS, TrainConfig
+    from cnc.settings import PAPER_EPOCHS, ArchConfig, ModelConfig, TrainConfig
 
     if settings is not None:
         try:
@@ -262,7 +260,7 @@ def _grid_run(params: Path, name: str) -> tuple[str, tuple[int, float, int]]:
 
 
 def _model_errors():
-    from cnc.model.backbone import BackboneError
+    from cnc.settings import BackboneError
     from cnc.train import TrainingError
 
     return (BackboneError, TrainingError)
@@ -323,7 +321,8 @@ def train(
     With --resume, an unfinished run of the same settings continues and a finished run
     of the same settings and code is reused; --force replaces anything else.
     """
-    from cnc.infer import InferConfig, infer_run, pick_device
+    from cnc.infer import infer_run, pick_device
+    from cnc.settings import InferConfig
     from cnc.train import train as run_training
 
     with user_errors():
@@ -358,7 +357,8 @@ def infer(
     progress: bool = True,
 ) -> None:
     """Anomaly maps of every test image, saved per class for `cnc evaluate`."""
-    from cnc.infer import InferConfig, infer_run
+    from cnc.infer import infer_run
+    from cnc.settings import InferConfig
 
     with user_errors():
         try:

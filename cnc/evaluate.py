@@ -12,10 +12,7 @@ from cnc.heatmaps import class_heatmap
 from cnc.io import atomic_path, write_json
 from cnc.maps import MAPS_DIR, class_files, read_class_maps, read_protocol
 from cnc.metrics import METRICS, MetricError, class_metrics
-
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
-HEATMAPS_DIR = "heatmaps"
+from cnc.settings import HEATMAPS_DIR, METRICS_CSV, METRICS_JSON
 
 
 def summarise(per_class: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnc.config import ConfigError
-from cnc.infer import InferConfig
-from cnc.model.backbone import tiny_name
-from cnc.model.build import ArchConfig
-from cnc.model.cnc import ModelConfig
-from cnc.train import TrainConfig
+from cnc.settings import ArchConfig, InferConfig, ModelConfig, TrainConfig, tiny_name
 
 RUNS_DIR = "results/runs"
 REPORTS_DIR = "results/reports"

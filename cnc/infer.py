@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cnc.data.dataset import MASK_RULE, AnomalyDataset, open_split
+from cnc.data.dataset import AnomalyDataset, open_split
 from cnc.io import atomic_dir, read_json
 from cnc.maps import (
     MAPS_DIR,
@@ -30,29 +30,10 @@ from cnc.maps import (
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build, encoder_fingerprint
 from cnc.model.cnc import CNC
-from cnc.train import CHECKPOINT, FINAL, TrainConfig, TrainingError, load_checkpoint
+from cnc.settings import CHECKPOINT, FINAL, InferConfig, TrainConfig
+from cnc.train import TrainingError, load_checkpoint
 
 CALIBRATION = "calibration.json"
-IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
-
-
-@dataclass(frozen=True)
-class InferConfig:
-    map_size: int = 256  # evaluation size of every map, whatever the input resolution
-    sigma: float = 4.0  # Gaussian smoothing in map pixels; 0 = none
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.map_size < 8 or self.sigma < 0 or self.batch_size < 1:
-            raise ValueError("map_size must be >= 8, sigma >= 0 and batch_size >= 1")
-
-    def protocol(self) -> dict[str, Any]:
-        return {
-            "map_size": self.map_size,
-            "smoothing_sigma": self.sigma,
-            "mask_rule": MASK_RULE,
-            "image_score": IMAGE_SCORE_RULE,
-        }
 
 
 @dataclass

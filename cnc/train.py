@@ -15,7 +15,6 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,52 +25,15 @@ from tqdm import tqdm
 from cnc.data.dataset import AnomalyDataset, open_split
 from cnc.io import atomic_path, write_json
 from cnc.model.backbone import FrozenCLIP, Taps
-from cnc.model.build import ArchConfig, build, encoder_fingerprint
+from cnc.model.build import build, encoder_fingerprint
 from cnc.model.cnc import CNC
+from cnc.settings import CHECKPOINT, CONFIG, FINAL, TRAIN_LOG, TrainConfig
 
-CHECKPOINT = "checkpoint.pt"  # resumable state while training runs
-FINAL = "model.pt"  # the finished run
-TRAIN_LOG = "train_log.csv"
-CONFIG = "config.json"
-PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training lengths
 MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
 
 
 class TrainingError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    arch: ArchConfig
-    dataset: str
-    data_root: str
-    epochs: int
-    classes: tuple[str, ...] | None = None
-    batch_size: int = 8
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.999)
-    checkpoint_every: int = 10
-    cache: str = "auto"  # auto, memory, disk or off (re-encode every step)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
-        if self.cache not in ("auto", "memory", "disk", "off"):
-            raise ValueError(f"cache={self.cache!r}: choose auto, memory, disk or off")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["arch"] = self.arch.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        data["arch"] = ArchConfig.from_dict(data["arch"])
-        data["classes"] = tuple(data["classes"]) if data.get("classes") else None
-        data["betas"] = tuple(data["betas"])
-        return cls(**data)
 
 
 # ----------------------------------------------------------------------------- features

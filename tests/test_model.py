@@ -13,17 +13,19 @@ from torch import nn
 from cnc.infer import smooth
 from cnc.maps import image_scores_from_maps
 from cnc.model import fnp, losses, moe
-from cnc.model.backbone import (
-    DEFAULT_TAPS,
-    PAPER_BACKBONES,
-    BackboneError,
-    FrozenCLIP,
-    tiny_name,
-)
-from cnc.model.build import ArchConfig, build
-from cnc.model.cnc import CNC, ModelConfig
+from cnc.model.backbone import FrozenCLIP
+from cnc.model.build import build
+from cnc.model.cnc import CNC
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.prompts import LearnablePrompts, abnormal_prompt, normal_prompt
+from cnc.settings import (
+    DEFAULT_TAPS,
+    PAPER_BACKBONES,
+    ArchConfig,
+    BackboneError,
+    ModelConfig,
+    tiny_name,
+)
 
 
 def unit(*values: float) -> torch.Tensor:

@@ -18,24 +18,21 @@ from cnc.data.dataset import load_mask, open_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
 from cnc.evaluate import evaluate_run
-from cnc.infer import CALIBRATION, InferConfig, infer_run
+from cnc.infer import CALIBRATION, infer_run
 from cnc.maps import MAPS_DIR, read_class_maps, read_protocol
 from cnc.model import losses
-from cnc.model.build import ArchConfig, build
-from cnc.model.cnc import ModelConfig
+from cnc.model.build import build
 from cnc.predict import predict
-from cnc.train import (
+from cnc.settings import (
     CHECKPOINT,
     FINAL,
     TRAIN_LOG,
-    FeatureCache,
-    Reencode,
+    ArchConfig,
+    InferConfig,
+    ModelConfig,
     TrainConfig,
-    TrainingError,
-    load_checkpoint,
-    run_epoch,
-    train,
 )
+from cnc.train import FeatureCache, Reencode, TrainingError, load_checkpoint, run_epoch, train
 
 runner = CliRunner()
 SPEC = SyntheticSpec(
@@ -135,9 +132,26 @@ def test_resume_after_an_interruption_ends_at_the_same_weights(
     assert [h["distill"] for h in history] == [h["distill"] for h in reference]
 
 
-def test_a_finished_run_is_not_retrained_without_force(trained, data_root):
+def test_a_finished_run_is_reused_only_with_the_same_settings_and_code(
+    trained, data_root, tmp_path
+):
     with pytest.raises(FileExistsError, match="the run is trained; pass --force"):
-        train(config(data_root), trained, resume=True, progress=False)
+        train(config(data_root), trained, progress=False)
+    before = (trained / FINAL).stat().st_mtime_ns
+    state = train(config(data_root), trained, resume=True, progress=False)
+    assert (trained / FINAL).stat().st_mtime_ns == before  # reused, not retrained
+    assert same_weights(state["model"], weights(trained))
+    with pytest.raises(FileExistsError, match="other settings or code; pass --force"):
+        train(config(data_root, lr=5e-4), trained, resume=True, progress=False)
+    run = tmp_path / "old-code"
+    train(config(data_root, epochs=1), run, progress=False)
+    state = load_checkpoint(run / FINAL)
+    state["code"] = "an older version"
+    torch.save(state, run / FINAL)
+    with pytest.raises(FileExistsError, match="other settings or code"):
+        train(config(data_root, epochs=1), run, resume=True, progress=False)
+    train(config(data_root, epochs=1), run, resume=True, force=True, progress=False)
+    assert load_checkpoint(run / FINAL)["code"] != "an older version"
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(data_root, tmp_path):

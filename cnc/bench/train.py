@@ -19,7 +19,8 @@ import torch
 from cnc.data.dataset import open_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import CLASSES, SyntheticSpec
-from cnc.model.build import ArchConfig, build
+from cnc.model.build import build
+from cnc.settings import ArchConfig
 from cnc.train import FeatureCache, FeatureSource, Reencode, run_epoch
 
 MVTEC_TRAIN_IMAGES = 3629

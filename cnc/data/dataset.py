@@ -4,7 +4,8 @@ Images: converted to RGB (grayscale classes get three equal channels) and resize
 the square input resolution with bicubic interpolation, no crop (a crop could cut a
 defect away). Masks: any non-zero value counts as anomalous (so 0/255, 0/1 and
 label-index masks all work); the 0/1 mask is resized with antialiased bilinear
-interpolation and binarised at > 0.5: a pixel is anomalous when more than half of it was.
+interpolation and binarised at > 0.5: a pixel is anomalous when more than half of it was
+(`cnc.settings.MASK_RULE`, recorded with every run's maps).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnc.data.layout import Sample, dataset_samples
-
-MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 
 
 def load_image(path: Path, size: int) -> np.ndarray:

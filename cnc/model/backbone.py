@@ -18,38 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnc.settings import PAPER_BACKBONES, BackboneError, tiny_name
+
 CONFIG_DIR = Path(__file__).parent / "configs"
-PAPER_BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
-TINY_PREFIX = "cnc-tiny-"
-# Evenly spread blocks ending at the last one (the paper does not publish its choice).
-DEFAULT_TAPS = {
-    "ViT-B-32": (4, 8, 12),
-    "ViT-B-16": (4, 8, 12),
-    "ViT-L-14": (8, 16, 24),
-    "ViT-L-14-336": (8, 16, 24),
-}
-TINY_TAPS = (2, 4, 6)
-
 open_clip.add_model_config(CONFIG_DIR)
-
-
-class BackboneError(RuntimeError):
-    """The backbone cannot be built; the message says how to fix it."""
-
-
-def tiny_name(backbone: str) -> str:
-    return TINY_PREFIX + backbone
-
-
-def default_taps(backbone: str) -> tuple[int, int, int]:
-    if backbone.startswith(TINY_PREFIX):
-        return TINY_TAPS
-    if backbone not in DEFAULT_TAPS:
-        raise BackboneError(
-            f"backbone {backbone!r} has no default taps; give three block numbers (--taps) "
-            f"or choose one of {', '.join(PAPER_BACKBONES)}"
-        )
-    return DEFAULT_TAPS[backbone]
 
 
 def create_clip(

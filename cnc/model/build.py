@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
 
 import torch
 
-from cnc.model.backbone import FrozenCLIP, default_taps
-from cnc.model.cnc import CNC, ModelConfig
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    """What decides the network: backbone, weights, input size, taps and the method."""
-
-    backbone: str
-    weights: str = "openai"  # "openai", "random" or a checkpoint file
-    resolution: int = 224
-    taps: tuple[int, int, int] | None = None  # None: the backbone's default
-    model: ModelConfig = field(default_factory=ModelConfig)
-    seed: int = 0  # also seeds the random weights of "random" encoders
-
-    def __post_init__(self) -> None:
-        # Stored resolved, so a run's settings say which blocks were tapped.
-        taps = tuple(self.taps) if self.taps else default_taps(self.backbone)
-        object.__setattr__(self, "taps", taps)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["taps"] = list(self.taps)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ArchConfig:
-        data = dict(data)
-        data["model"] = ModelConfig(**data["model"])
-        data["taps"] = tuple(data["taps"]) if data.get("taps") else None
-        return cls(**data)
+from cnc.model.backbone import FrozenCLIP
+from cnc.model.cnc import CNC
+from cnc.settings import ArchConfig
 
 
 def encoder_fingerprint(encoder: FrozenCLIP) -> str:

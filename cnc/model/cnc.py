@@ -12,33 +12,7 @@ from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.moe import GatedMoE, MultiLayerFusion
 from cnc.model.prompts import LearnablePrompts
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The method's switches and hyperparameters (paper values as defaults)."""
-
-    mlf: bool = True
-    cnc: bool = True
-    moe_experts: int = 5  # T; 0 means no MoE ("None" in Table 4)
-    moe_top_k: int = 2  # K
-    prompt_tokens: int = 12
-    tau: float = 0.001
-    gamma: float = 0.1
-    theta: int = 5
-    noise_std: float = 0.1
-    mlf_dropout: float = 0.1
-    expert_hidden_ratio: float = 1.0
-    decoder_head_width: int = 64
-
-    def __post_init__(self) -> None:
-        if self.moe_experts < 0:
-            raise ValueError(f"moe_experts={self.moe_experts}: T must be >= 0 (0 = no MoE)")
-        if self.moe_experts and not 1 <= self.moe_top_k <= self.moe_experts:
-            raise ValueError(
-                f"moe_top_k={self.moe_top_k} with moe_experts={self.moe_experts}: "
-                "K must satisfy 1 <= K <= T"
-            )
+from cnc.settings import ModelConfig
 
 
 @dataclass

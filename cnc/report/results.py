@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnc.evaluate import METRICS_JSON
 from cnc.io import read_json
 from cnc.metrics import METRICS
-from cnc.train import CONFIG, TRAIN_LOG
+from cnc.settings import CONFIG, METRICS_JSON, TRAIN_LOG
 
 
 class ResultsError(FileNotFoundError):
