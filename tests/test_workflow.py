@@ -218,21 +218,43 @@ def test_snakemake_and_dvc_enumerate_the_same_runs_and_paths():
         ), path
 
 
-def test_dvc_repro_builds_the_same_tables_as_snakemake(finished, tmp_path):
+def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp_path):
     work = project(tmp_path, "dvc")
     (work / "dvc.yaml").write_text(dvcfile.render(small_params()))
     shutil.copytree(ROOT / "cnc", work / "cnc")  # the code the stages depend on
     dvc = str(BIN / "dvc")
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=work, check=True, env=env())
     subprocess.run([dvc, "config", "core.analytics", "false"], cwd=work, check=True, env=env())
+    # Interrupted part-way (Ctrl-C), then started again: only what is missing runs.
+    proc = subprocess.Popen(
+        [dvc, "repro"],
+        cwd=work,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = work / "results/runs/smoke"
+    deadline = time.time() + 300
+    while len(list(runs.glob("*/maps/protocol.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    assert not (work / "results/reports/smoke/table1.md").exists()
     run = subprocess.run(
         [dvc, "repro"], cwd=work, capture_output=True, text=True, timeout=900, env=env()
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("Running stage 'train@") < 6
     assert tables(work) == tables(finished)
     again = subprocess.run([dvc, "status"], cwd=work, capture_output=True, text=True, env=env())
     assert "up to date" in again.stdout, again.stdout
-    shown = subprocess.run(
-        [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
+    for command in (["metrics", "show"], ["plots", "show", "--json"]):
+        shown = subprocess.run([dvc, *command], cwd=work, capture_output=True, text=True, env=env())
+        assert shown.returncode == 0, shown.stderr
+    assert (
+        "summary.json"
+        in subprocess.run(
+            [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
+        ).stdout
     )
-    assert shown.returncode == 0 and "summary.json" in shown.stdout
