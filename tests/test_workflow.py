@@ -66,6 +66,25 @@ def tables(work: Path) -> dict[str, str]:
     return {f: (reports / f).read_text() for f in grid.REPORT_FILES if f.endswith((".csv", ".md"))}
 
 
+def interrupt_after_two_runs(command: list[str], work: Path) -> set[str]:
+    """Start the workflow, press Ctrl-C once two runs have their maps; the runs done."""
+    proc = subprocess.Popen(
+        command,
+        cwd=work,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = work / "results/runs/smoke"
+    deadline = time.time() + 300
+    while len(list(runs.glob("*/maps/protocol.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    return {p.parts[-3] for p in runs.glob("*/maps/protocol.json")}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A small grid run from start to end by Snakemake (the reference for other tests)."""
@@ -106,21 +125,7 @@ def test_a_changed_setting_reruns_exactly_what_it_affects(finished, tmp_path):
 
 def test_interrupted_snakemake_finishes_only_what_is_missing(finished, tmp_path):
     work = project(tmp_path)
-    proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--cores", "1", "all"],
-        cwd=work,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    runs = work / "results/runs/smoke"
-    deadline = time.time() + 300
-    while len(list(runs.glob("*/maps/protocol.json"))) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=60)
-    done = {p.parts[-3] for p in runs.glob("*/maps/protocol.json")}
+    done = interrupt_after_two_runs([str(BIN / "snakemake"), "--cores", "1", "all"], work)
     assert 2 <= len(done) < 6
     resumed = snakemake(work, "all")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -226,20 +231,7 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=work, check=True, env=env())
     subprocess.run([dvc, "config", "core.analytics", "false"], cwd=work, check=True, env=env())
     # Interrupted part-way (Ctrl-C), then started again: only what is missing runs.
-    proc = subprocess.Popen(
-        [dvc, "repro"],
-        cwd=work,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    runs = work / "results/runs/smoke"
-    deadline = time.time() + 300
-    while len(list(runs.glob("*/maps/protocol.json"))) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=60)
+    assert 2 <= len(interrupt_after_two_runs([dvc, "repro"], work)) < 6
     assert not (work / "results/reports/smoke/table1.md").exists()
     run = subprocess.run(
         [dvc, "repro"], cwd=work, capture_output=True, text=True, timeout=900, env=env()
