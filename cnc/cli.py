@@ -524,20 +524,42 @@ def report(
 
 @app.command("compare")
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders; the first is the reference.")],
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="Run folders; the first is the reference.")
+    ] = None,
     paper: Annotated[
         str | None, typer.Option(help="Compare one run with the paper: table1 or table3.")
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(help="A whole table (table1..table4) of the grid against the paper."),
+    ] = None,
+    params: Annotated[Path, typer.Option(help="With --table: the settings.")] = Path("params.yaml"),
+    scale: Annotated[str | None, typer.Option(help="With --table: override the scale.")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
 ) -> None:
-    """Markdown of per-class and mean differences between runs, or a run and the paper."""
+    """Markdown of per-class and mean differences between runs, between a run and the
+    paper, or between a table of the grid and the paper."""
     from cnc.io import write_text
     from cnc.report.compare import compare_runs, compare_with_paper
     from cnc.report.results import ResultsError
 
+    runs = runs or []
     with user_errors():
         try:
-            if paper is not None:
+            if table is not None:
+                from cnc import grid
+                from cnc.config import workflow_settings
+                from cnc.report.render import markdown
+                from cnc.report.tables import TITLES, build_table, preamble
+
+                p = workflow_settings(params, None, scale)
+                if table not in TITLES:
+                    raise ValueError(f"--table {table!r}: choose one of {', '.join(TITLES)}")
+                runs_dir = runs[0] if runs else Path(grid.RUNS_DIR) / p["scale"]
+                tables, results = build_table(p, table, runs_dir)
+                text = markdown(tables, preamble(p, TITLES[table], results))
+            elif paper is not None:
                 if len(runs) != 1:
                     raise ValueError("--paper compares exactly one run with the paper")
                 text = compare_with_paper(runs[0], paper)

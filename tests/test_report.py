@@ -245,3 +245,28 @@ def test_compare_two_runs_and_a_run_with_the_paper(tmp_path):
     assert result.exit_code == 1 and "at least two runs" in result.output
     result = runner.invoke(app, ["compare", str(runs / "zzz"), str(runs / "a")])
     assert result.exit_code == 1 and "zzz/metrics.json: missing" in result.output
+
+
+def test_compare_a_table_of_the_grid_with_the_paper(tmp_path):
+    p = copy.deepcopy(PARAMS)
+    p["scale"] = "paper"
+    p["data"]["prepare"] = ["mvtec", "visa"]
+    fake_grid(tmp_path / "runs", p, "mvtec", list(MVTEC_COUNTS))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    args = ["compare", str(tmp_path / "runs"), "--table", "table2"]
+    result = runner.invoke(app, [*args, "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    row_i = next(line for line in result.output.splitlines() if line.startswith("| i |"))
+    ours = np.mean(
+        [
+            np.mean(
+                [value("mvtec-vitl14_336-r224-nomlf-nocnc-nomoe-s0", c, m) for c in MVTEC_COUNTS]
+            )
+            for m in ("i_auroc", "p_auroc", "aupro")
+        ]
+    )
+    assert row_i.rstrip(" |").endswith(f"{ours - 93.7:.1f}")  # difference of the means
+    bad = runner.invoke(
+        app, [*args, "--table", "table9", "--params", str(tmp_path / "params.yaml")]
+    )
+    assert bad.exit_code == 1 and "choose one of table1" in bad.output

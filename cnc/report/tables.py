@@ -232,12 +232,18 @@ TITLES = {
 }
 
 
+def build_table(params: dict[str, Any], name: str, runs_dir: Path):
+    """(tables, results) of Table 1, 2, 3 or 4."""
+    g = grid_cells(params)
+    if name in ("table1", "table3"):
+        return main_table(params, name, g[name][0], runs_dir)
+    if name == "table2":
+        return table2(params, g["table2"], runs_dir)
+    if name == "table4":
+        return table4(params, g["table4"], runs_dir)
+    raise ValueError(f"table {name!r}: choose one of {', '.join(TITLES)}")
+
+
 def build_tables(params: dict[str, Any], runs_dir: Path):
     """{table name: (tables, results)} for Tables 1-4."""
-    g = grid_cells(params)
-    return {
-        "table1": main_table(params, "table1", g["table1"][0], runs_dir),
-        "table2": table2(params, g["table2"], runs_dir),
-        "table3": main_table(params, "table3", g["table3"][0], runs_dir),
-        "table4": table4(params, g["table4"], runs_dir),
-    }
+    return {name: build_table(params, name, runs_dir) for name in TITLES}
