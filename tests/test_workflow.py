@@ -134,13 +134,20 @@ def test_interrupted_snakemake_finishes_only_what_is_missing(finished, tmp_path)
     assert tables(work) == tables(finished)
 
 
-def test_bad_settings_fail_before_anything_runs(tmp_path):
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("top_k", 7, "K must satisfy 1 <= K <= T"),
+        ("backbone", "ViT-L-14-999", "main.backbone"),  # a typo, caught by the schema
+    ],
+)
+def test_bad_settings_fail_before_anything_runs(tmp_path, key, value, message):
     params = small_params()
-    params["main"]["top_k"] = 7
+    params["main"][key] = value
     work = project(tmp_path, params=params)
     run = snakemake(work, "all")
     assert run.returncode != 0
-    assert "K must satisfy 1 <= K <= T" in run.stdout + run.stderr
+    assert message in run.stdout + run.stderr
     assert not (work / "results").exists()
 
 

@@ -2,11 +2,11 @@ import json
 import os
 import shlex
 
-from snakemake.utils import validate
-
 from cnc import grid
+from cnc.config import validate_params
 
-validate(config, "../schemas/params.schema.yaml")
+# Against workflow/schemas/params.schema.yaml; each error names its key (e.g. main.top_k).
+validate_params(config, "params.yaml (with any --config)")
 GRID = grid.check_grid(config)  # a bad combination (e.g. K > T) fails before any job
 SCALE = config["scale"]
 RUNS = f"{grid.RUNS_DIR}/{SCALE}"
