@@ -350,7 +350,9 @@ def train(
     finally:
         if isinstance(features, FeatureCache):
             features.close()
-    state = snapshot(config.epochs)
+    # The finished run keeps what inference and reuse need; the optimiser and generator
+    # states (twice the weights' size) are only needed to resume.
+    state = {k: v for k, v in snapshot(config.epochs).items() if k not in ("optimizer", "rng")}
     save_checkpoint(out_dir / FINAL, **state)
     ckpt_path.unlink(missing_ok=True)
     return state

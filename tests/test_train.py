@@ -97,6 +97,7 @@ def test_a_run_writes_the_model_log_and_config_and_removes_the_checkpoint(traine
     assert TrainConfig.from_dict(saved) == config(data_root)
     state = load_checkpoint(trained / FINAL)
     assert state["complete"] and state["epoch"] == 4
+    assert "optimizer" not in state  # only a checkpoint carries what resuming needs
 
 
 def test_same_seed_same_weights_other_seed_other_weights(trained, data_root, tmp_path):
@@ -106,25 +107,30 @@ def test_same_seed_same_weights_other_seed_other_weights(trained, data_root, tmp
     assert not same_weights(weights(trained), weights(tmp_path / "c"))
 
 
-def test_resume_after_an_interruption_ends_at_the_same_weights(
-    trained, data_root, tmp_path, monkeypatch
-):
+def interrupt(monkeypatch, settings: TrainConfig, run, at_epoch: int) -> None:
+    """Train until epoch index `at_epoch` starts, then stop as Ctrl-C would."""
     real = training.run_epoch
 
     def interrupted(*args, **kwargs):
-        if args[6] == 3:  # the fourth epoch, after the checkpoint of epoch 2
+        if args[6] == at_epoch:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(config(data_root), tmp_path / "r", progress=False)
+        train(settings, run, progress=False)
+    monkeypatch.setattr(training, "run_epoch", real)
+
+
+def test_resume_after_an_interruption_ends_at_the_same_weights(
+    trained, data_root, tmp_path, monkeypatch
+):
+    interrupt(monkeypatch, config(data_root), tmp_path / "r", at_epoch=3)  # after epoch 2's
     assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["epoch"] == 2
     assert not (tmp_path / "r" / FINAL).exists()
     with pytest.raises(FileExistsError, match="pass --resume to continue it or --force"):
         train(config(data_root), tmp_path / "r", progress=False)
 
-    monkeypatch.setattr(training, "run_epoch", real)
     train(config(data_root), tmp_path / "r", resume=True, progress=False)
     assert same_weights(weights(trained), weights(tmp_path / "r"))
     history = load_checkpoint(tmp_path / "r" / FINAL)["history"]
@@ -154,10 +160,11 @@ def test_a_finished_run_is_reused_only_with_the_same_settings_and_code(
     assert load_checkpoint(run / FINAL)["code"] != "an older version"
 
 
-def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(data_root, tmp_path):
+def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(
+    data_root, tmp_path, monkeypatch
+):
     run = tmp_path / "x"
-    train(config(data_root, epochs=2, checkpoint_every=1), run, progress=False)
-    (run / FINAL).rename(run / CHECKPOINT)  # pretend it stopped there
+    interrupt(monkeypatch, config(data_root, checkpoint_every=1), run, at_epoch=1)
     other = config(data_root, epochs=3, lr=5e-4)
     with pytest.raises(TrainingError, match="other settings; pass --force to start over"):
         train(other, run, resume=True, progress=False)
@@ -165,10 +172,9 @@ def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(data_root, 
     assert load_checkpoint(run / FINAL)["config"]["lr"] == 5e-4
 
 
-def test_resume_may_extend_the_number_of_epochs(trained, data_root, tmp_path):
+def test_resume_may_change_the_number_of_epochs(trained, data_root, tmp_path, monkeypatch):
     run = tmp_path / "short"
-    train(config(data_root, epochs=2), run, progress=False)
-    (run / FINAL).rename(run / CHECKPOINT)
+    interrupt(monkeypatch, config(data_root, epochs=3), run, at_epoch=2)  # checkpoint: 2
     train(config(data_root, epochs=4), run, resume=True, progress=False)
     assert same_weights(weights(trained), weights(run))
 
@@ -258,10 +264,9 @@ def test_inference_writes_maps_for_every_test_image(trained, data_root):
     assert set(result["classes"]) == {"washer", "wood"}
 
 
-def test_inference_of_an_unfinished_run_says_to_resume(data_root, tmp_path):
+def test_inference_of_an_unfinished_run_says_to_resume(data_root, tmp_path, monkeypatch):
     run = tmp_path / "u"
-    train(config(data_root, epochs=2), run, progress=False)
-    (run / FINAL).rename(run / CHECKPOINT)
+    interrupt(monkeypatch, config(data_root), run, at_epoch=3)
     with pytest.raises(TrainingError, match="unfinished; continue it with --resume"):
         infer_run(run, InferConfig(), progress=False)
 
