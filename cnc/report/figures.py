@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cnc.io import atomic_path
 from cnc.report.render import Table
@@ -97,14 +98,15 @@ def ablation(table: Table, path: Path, subtitle: str) -> None:
 
 
 def training_curves(logs: dict[str, pd.DataFrame], path: Path, subtitle: str) -> None:
-    """Distillation and total loss per epoch for the given runs."""
+    """Distillation and total loss per epoch of the Table 2 runs (first seed)."""
     fig = Figure(figsize=(8, 3.6))
     axes = fig.subplots(1, 2)
     for name, log in logs.items():
         for ax, term in zip(axes, ("distill", "total"), strict=True):
-            ax.plot(log["epoch"], log[term], marker=".", label=name)
+            ax.plot(log["epoch"], log[term], marker=".", label=f"Table 2 row {name}")
     for ax, term in zip(axes, ("L_distill (eq. 9)", "L_total (eq. 16)"), strict=True):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(term, fontsize=9)
         ax.set_yscale("log")
     axes[0].legend(fontsize=6)
