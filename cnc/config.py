@@ -34,14 +34,27 @@ def validate_params(params: dict[str, Any], source: str = "params.yaml") -> None
         raise ConfigError(f"{source}: invalid settings:\n  {lines}")
 
 
-def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
-    path = Path(path)
+def _read_params(path: Path) -> Any:
+    """params.yaml's content, not yet validated."""
     if not path.is_file():
         raise ConfigError(f"{path}: not found; run from the project root or pass --params")
     try:
-        params = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _read_settings(settings_json: str) -> Any:
+    """Settings the workflow passes as JSON on the command line, not yet validated."""
+    try:
+        return json.loads(settings_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings: not valid JSON ({exc})") from None
+
+
+def load_params(path: Path = Path("params.yaml")) -> dict[str, Any]:
+    path = Path(path)
+    params = _read_params(path)
     validate_params(params, str(path))
     return params
 
@@ -51,16 +64,11 @@ def workflow_settings(
 ) -> dict[str, Any]:
     """The whole validated params.yaml, or the same given as JSON by the workflow;
     `scale` overrides the file's scale."""
-    if settings_json is None:
-        params = load_params(params_file or Path("params.yaml"))
-    else:
-        try:
-            params = json.loads(settings_json)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--settings: not valid JSON ({exc})") from None
-    if scale is not None:
+    path = Path(params_file or "params.yaml")
+    params = _read_params(path) if settings_json is None else _read_settings(settings_json)
+    if scale is not None and isinstance(params, dict):
         params = {**params, "scale": scale}
-    validate_params(params, "--settings" if settings_json else str(params_file or "params.yaml"))
+    validate_params(params, "--settings" if settings_json else str(path))
     return params
 
 
@@ -68,10 +76,7 @@ def data_section(params_file: Path | None, settings_json: str | None) -> dict[st
     """The `data` settings from params.yaml, or from JSON given by the workflow."""
     if settings_json is None:
         return load_params(params_file or Path("params.yaml"))["data"]
-    try:
-        data = json.loads(settings_json)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--settings: not valid JSON ({exc})") from None
+    data = _read_settings(settings_json)
     if not isinstance(data, dict):
         raise ConfigError("--settings: expected a JSON object like params.yaml's data section")
     return data

@@ -12,9 +12,17 @@ from typing import Any
 
 import yaml
 
-from cnc.grid import FIGURE_FILES, REPORT_FILES, cells, grid_points
+from cnc.grid import (
+    FIGURE_FILES,
+    FIGURES_DIR,
+    REPORT_FILES,
+    REPORTS_DIR,
+    RUNS_DIR,
+    grid_points,
+    main_runs,
+)
 
-RUNS = "results/runs/${scale}"
+RUNS = f"{RUNS_DIR}/${{scale}}"
 HEADER = """\
 # Generated from params.yaml by `cnc workflow dvc`; do not edit by hand. Regenerate it
 # after changing `seeds`, `main` or `experiments` (tests/test_workflow.py checks it).
@@ -30,16 +38,11 @@ def _uncached(path: str, **extra: Any) -> dict[str, Any]:
     return {path: {"cache": False, **extra}}
 
 
-def main_runs(params: dict[str, Any]) -> list[str]:
-    grid = cells(params)
-    return sorted({r for t in ("table1", "table3") for c in grid[t] for r in c.runs})
-
-
 def stages(params: dict[str, Any]) -> dict[str, Any]:
     names = list(grid_points(params))
     run_dirs = [f"{RUNS}/{n}" for n in names]
-    reports = "results/reports/${scale}"
-    figures = "results/figures/${scale}"
+    reports = f"{REPORTS_DIR}/${{scale}}"
+    figures = f"{FIGURES_DIR}/${{scale}}"
     heatmaps = " ".join(f"--heatmaps-for {r}" for r in main_runs(params))
     return {
         "prepare_data": {

@@ -202,5 +202,11 @@ def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
     return points
 
 
+def main_runs(params: dict[str, Any]) -> list[str]:
+    """The runs of Tables 1 and 3 (the main configuration on each dataset, every seed)."""
+    grid = cells(params)
+    return sorted({r for t in ("table1", "table3") for c in grid[t] for r in c.runs})
+
+
 def run_dir(params: dict[str, Any], name: str) -> str:
     return f"{RUNS_DIR}/{params['scale']}/{name}"

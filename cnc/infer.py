@@ -82,6 +82,21 @@ def score_batch(run: TrainedRun, images: torch.Tensor, config: InferConfig) -> n
     return smooth(maps.float().cpu().numpy(), config.sigma)
 
 
+def _split(run: TrainedRun, split: str, **kwargs: Any) -> AnomalyDataset:
+    """A split of the run's dataset as its encoder expects it (resolution, normalisation)."""
+    mean, std = run.encoder.mean_std
+    classes = list(run.config.classes) if run.config.classes else None
+    return open_split(
+        Path(run.config.data_root),
+        split,
+        run.encoder.resolution,
+        classes,
+        mean=mean,
+        std=std,
+        **kwargs,
+    )
+
+
 def _loader(dataset: AnomalyDataset, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
@@ -89,15 +104,7 @@ def _loader(dataset: AnomalyDataset, batch_size: int) -> DataLoader:
 def calibrate(run: TrainedRun, config: InferConfig, progress: bool = False) -> dict[str, Any]:
     """Score statistics of the (normal) training images: the fixed colour scale of
     `cnc predict` and a reference for new images' scores."""
-    mean, std = run.encoder.mean_std
-    dataset = open_split(
-        Path(run.config.data_root),
-        "train",
-        run.encoder.resolution,
-        list(run.config.classes) if run.config.classes else None,
-        mean=mean,
-        std=std,
-    )
+    dataset = _split(run, "train")
     pixels, scores = [], []
     for batch in tqdm(_loader(dataset, config.batch_size), "calibrating", disable=not progress):
         maps = score_batch(run, batch["image"], config)
@@ -120,17 +127,7 @@ def infer_run(
     folder is replaced as a whole, never half-written."""
     run_dir = Path(run_dir)
     run = load_run(run_dir, pick_device(device))
-    mean, std = run.encoder.mean_std
-    classes = list(run.config.classes) if run.config.classes else None
-    dataset = open_split(
-        Path(run.config.data_root),
-        "test",
-        run.encoder.resolution,
-        classes,
-        mean=mean,
-        std=std,
-        mask_size=config.map_size,
-    )
+    dataset = _split(run, "test", mask_size=config.map_size)
     if len(dataset) == 0:
         raise TrainingError(f"{run.config.data_root}: no test images")
     collected: dict[str, dict[str, list]] = {}

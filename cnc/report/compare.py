@@ -7,22 +7,18 @@ from pathlib import Path
 from cnc.metrics import METRICS
 from cnc.report import paper
 from cnc.report.render import Num, Table, markdown
-from cnc.report.results import CellResult, Stat, cell_result
-from cnc.report.tables import METRIC_LABELS, difference
+from cnc.report.results import CellResult, cell_result
+from cnc.report.tables import METRIC_LABELS, difference, nums
 
 PAPER_DATASET = {"table1": "mvtec", "table3": "visa"}
 
 
-def _row(values: dict[str, Stat] | None) -> list[Num]:
-    return [Num.of(values[m] if values else None, m) for m in METRICS]
-
-
 def _pick(result: CellResult, row: str) -> list[Num]:
     if row == "Mean":
-        return _row(result.mean)
+        return nums(result.mean)
     if row == "mTotal":
         return [Num.of(result.mtotal, "mtotal")]
-    return _row(result.classes.get(row))
+    return nums(result.classes.get(row))
 
 
 def compare_runs(run_dirs: list[Path]) -> str:
@@ -55,11 +51,11 @@ def compare_with_paper(run_dir: Path, table: str) -> str:
     rows = []
     if same:
         for cls, values in published["classes"].items():
-            ours = _row(result.classes.get(cls))
-            theirs = [Num(v, metric=m) for v, m in zip(values, METRICS, strict=True)]
+            ours = nums(result.classes.get(cls))
+            theirs = nums(values)
             rows.append((cls, [ours, theirs, difference(ours, theirs)]))
-    ours = _row(result.mean)
-    theirs = [Num(v, metric=m) for v, m in zip(published["mean"], METRICS, strict=True)]
+    ours = nums(result.mean)
+    theirs = nums(published["mean"])
     rows.append(("Mean", [ours, theirs, difference(ours, theirs)]))
     total = [Num.of(result.mtotal, "mtotal")]
     paper_total = [Num(published["mtotal"], metric="mtotal")]

@@ -53,7 +53,8 @@ def preamble(params: dict[str, Any], title: str, results: list[CellResult]) -> l
     return lines
 
 
-def _nums(values: dict[str, Stat] | list[float] | None, metrics=METRICS) -> list[Num]:
+def nums(values: dict[str, Stat] | list[float] | None, metrics=METRICS) -> list[Num]:
+    """One cell's numbers from statistics, printed values, or nothing ("-")."""
     if values is None:
         return [Num(None, metric=m) for m in metrics]
     if isinstance(values, list):
@@ -81,13 +82,12 @@ def main_table(
     rows: list[tuple[str, list]] = []
     for cls in classes:
         published = [
-            _nums(paper.method_table(name, m)["classes"].get(cls) if same else None)
-            for m in methods
+            nums(paper.method_table(name, m)["classes"].get(cls) if same else None) for m in methods
         ]
-        ours = _nums(result.classes.get(cls))
+        ours = nums(result.classes.get(cls))
         rows.append((cls, [*published, ours, difference(ours, published[-1]) if same else "-"]))
-    published = [_nums(paper.method_table(name, m)["mean"]) for m in methods]
-    ours = _nums(result.mean)
+    published = [nums(paper.method_table(name, m)["mean"]) for m in methods]
+    ours = nums(result.mean)
     rows.append(("Mean", [*published, ours, difference(ours, published[-1]) if same else "-"]))
     totals = [[Num(paper.method_table(name, m)["mtotal"], metric="mtotal")] for m in methods]
     ours_total = [Num.of(result.mtotal, "mtotal")]
@@ -119,7 +119,7 @@ def table2(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
         published = paper.table2_row(c.row)
         ours = [Num.of(result.mean[m], m) for m in TABLE2_METRICS]
         ours_mean = [Num(sum(n.value for n in ours) / len(ours), metric="mean")]
-        theirs = _nums(published["values"] if published else None, TABLE2_METRICS)
+        theirs = nums(published["values"] if published else None, TABLE2_METRICS)
         theirs_mean = [Num(published["mean"] if published else None, metric="mean")]
         switches = [YES if p.mlf else NO, YES if p.cnc else NO, YES if p.experts else NO]
         rows.append(
@@ -177,7 +177,7 @@ def table4(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
         ]
 
     def published(r: str, k: str) -> list[Num]:
-        return _nums(paper.table4_cell(r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
+        return nums(paper.table4_cell(r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
 
     tables = [
         block(f"{OURS}: I-AUROC/P-AUROC", "ours", ours),

@@ -13,7 +13,7 @@ RUNS = f"{grid.RUNS_DIR}/{SCALE}"
 REPORTS = f"{grid.REPORTS_DIR}/{SCALE}"
 FIGURES = f"{grid.FIGURES_DIR}/{SCALE}"
 # Heat maps are drawn for the main runs (Tables 1 and 3); `cnc evaluate RUN` draws any other.
-MAIN_RUNS = {r for t in ("table1", "table3") for c in grid.cells(config)[t] for r in c.runs}
+MAIN_RUNS = grid.main_runs(config)
 
 
 wildcard_constraints:
