@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cnc.config import (
-    ConfigError,
     data_section,
     dataset_root,
     dataset_url,
@@ -22,12 +21,10 @@ from cnc.config import (
 )
 from cnc.data import prepare as prep
 from cnc.data.check import check_root
-from cnc.data.download import DownloadError
-from cnc.data.layout import LayoutError
 from cnc.data.manifest import MANIFEST, manifest_differences
 from cnc.data.registry import DATASET_NAMES, REMOTE
 from cnc.data.synthetic import CLASSES, SyntheticSpec
-from cnc.data.visa import VisaError
+from cnc.errors import UsageError, UserError
 from cnc.io import write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -41,24 +38,12 @@ app.add_typer(workflow_app, name="workflow")
 out = Console()
 err = Console(stderr=True)
 
-# Errors caused by the user's input or environment: shown as one clear message, exit 1.
-USER_ERRORS = (
-    ConfigError,
-    DownloadError,
-    FileExistsError,
-    FileNotFoundError,
-    LayoutError,
-    prep.DataError,
-    VisaError,
-    ValueError,
-)
-
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     try:
         yield
-    except USER_ERRORS as exc:
+    except UserError as exc:  # anything else is a bug: keep its traceback
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
@@ -117,7 +102,7 @@ def data_fetch(
     """Download (resumable, sha256-verified), extract, convert and verify MVTec AD or VisA."""
     with user_errors():
         if name not in prep.REMOTE:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(prep.REMOTE)}")
+            raise UsageError(f"unknown dataset {name!r}; choose one of {sorted(prep.REMOTE)}")
         manifest = prep.fetch(
             name, root, url=url, downloads=downloads, check_counts=not skip_count_check
         )
@@ -174,7 +159,7 @@ def data_prepare(
                 REMOTE[name], root, url=dataset_url(data, name), downloads=downloads_dir(data)
             )
         else:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
+            raise UsageError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
         if record is not None:
             summary = {
                 "dataset": name,
@@ -212,19 +197,19 @@ def _train_config(
         try:
             return TrainConfig.from_dict(json.loads(settings))
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            raise ValueError(f"--settings: not a run's settings JSON ({exc})") from None
+            raise UsageError(f"--settings: not a run's settings JSON ({exc})") from None
     if data_root is None:
-        raise ValueError("--data-root: required (an MVTec-layout folder), or pass --settings")
+        raise UsageError("--data-root: required (an MVTec-layout folder), or pass --settings")
     if epochs is None:
         if dataset not in PAPER_EPOCHS:
-            raise ValueError(f"--epochs: required for dataset {dataset!r}")
+            raise UsageError(f"--epochs: required for dataset {dataset!r}")
         epochs = PAPER_EPOCHS[dataset]
     tap_list = None
     if taps:
         try:
             tap_list = tuple(int(t) for t in taps.split(","))
         except ValueError:
-            raise ValueError(f"--taps {taps!r}: expected block numbers like 8,16,24") from None
+            raise UsageError(f"--taps {taps!r}: expected block numbers like 8,16,24") from None
     return TrainConfig(
         arch=ArchConfig(
             backbone=backbone,
@@ -253,17 +238,10 @@ def _grid_run(params: Path, name: str) -> tuple[str, tuple[int, float, int]]:
     p = workflow_settings(params, None)
     points = grid.check_grid(p)
     if name not in points:
-        raise ValueError(f"--run {name}: not a run of the grid; `cnc workflow runs` lists them")
+        raise UsageError(f"--run {name}: not a run of the grid; `cnc workflow runs` lists them")
     i = grid.infer_config(p)
     settings = json.dumps(grid.train_config(p, points[name]).to_dict())
     return settings, (i.map_size, i.sigma, i.batch_size)
-
-
-def _model_errors():
-    from cnc.settings import BackboneError
-    from cnc.train import TrainingError
-
-    return (BackboneError, TrainingError)
 
 
 @app.command("train")
@@ -326,25 +304,22 @@ def train(
     from cnc.train import train as run_training
 
     with user_errors():
-        try:
-            if run is not None:
-                settings, (map_size, sigma, infer_batch_size) = _grid_run(params, run)
-            config = _train_config(
-                settings, data_root, dataset, backbone, weights, resolution, taps, mlf, cnc,
-                experts, top_k, epochs, seed, classes, batch_size, lr, checkpoint_every, cache,
-            )  # fmt: skip
-            infer_config = InferConfig(map_size, sigma, infer_batch_size) if maps else None
-            state = run_training(
-                config, out_dir, resume=resume, force=force, device=pick_device(device),
-                progress=progress,
-            )  # fmt: skip
-            last = state["history"][-1]
-            out.print(f"{out_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
-            if infer_config is not None:
-                infer_run(out_dir, infer_config, device=device, progress=progress)
-                out.print(f"maps written to {out_dir / 'maps'}")
-        except _model_errors() as exc:
-            raise ValueError(str(exc)) from None
+        if run is not None:
+            settings, (map_size, sigma, infer_batch_size) = _grid_run(params, run)
+        config = _train_config(
+            settings, data_root, dataset, backbone, weights, resolution, taps, mlf, cnc,
+            experts, top_k, epochs, seed, classes, batch_size, lr, checkpoint_every, cache,
+        )  # fmt: skip
+        infer_config = InferConfig(map_size, sigma, infer_batch_size) if maps else None
+        state = run_training(
+            config, out_dir, resume=resume, force=force, device=pick_device(device),
+            progress=progress,
+        )  # fmt: skip
+        last = state["history"][-1]
+        out.print(f"{out_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
+        if infer_config is not None:
+            infer_run(out_dir, infer_config, device=device, progress=progress)
+            out.print(f"maps written to {out_dir / 'maps'}")
 
 
 @app.command("infer")
@@ -361,11 +336,8 @@ def infer(
     from cnc.settings import InferConfig
 
     with user_errors():
-        try:
-            config = InferConfig(map_size=map_size, sigma=sigma, batch_size=batch_size)
-            summary = infer_run(run_dir, config, device=device, progress=progress)
-        except _model_errors() as exc:
-            raise ValueError(str(exc)) from None
+        config = InferConfig(map_size=map_size, sigma=sigma, batch_size=batch_size)
+        summary = infer_run(run_dir, config, device=device, progress=progress)
     counts = ", ".join(f"{c} {n}" for c, n in summary["classes"].items())
     out.print(f"maps written to {run_dir / 'maps'}: {counts}")
 
@@ -384,10 +356,7 @@ def predict(
     from cnc.predict import predict as run_predict
 
     with user_errors():
-        try:
-            results = run_predict(run_dir, images, out_dir, device=device, overwrite=overwrite)
-        except _model_errors() as exc:
-            raise ValueError(str(exc)) from None
+        results = run_predict(run_dir, images, out_dir, device=device, overwrite=overwrite)
     table = Table(title=f"anomaly scores ({run_dir.name})")
     for column in ("image", "score", "x max normal", "overlay"):
         table.add_column(column, justify="right" if column in ("score", "x max normal") else "left")
@@ -410,16 +379,12 @@ def evaluate(
     Several runs are evaluated in one process (the workflow evaluates the grid at once).
     """
     from cnc.evaluate import evaluate_run
-    from cnc.maps import MapsError
-    from cnc.metrics import METRICS, MetricError
+    from cnc.metrics import METRICS
 
     for run_dir in run_dirs:
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
         with user_errors():
-            try:
-                result = evaluate_run(run_dir, heatmaps=draw)
-            except (MapsError, MetricError) as exc:
-                raise ValueError(str(exc)) from None
+            result = evaluate_run(run_dir, heatmaps=draw)
         table = Table(title=f"{result['run']} (percent)")
         table.add_column("class")
         for key in METRICS:
@@ -505,20 +470,16 @@ def report(
     from cnc import grid
     from cnc.config import workflow_settings
     from cnc.report.build import write_reports
-    from cnc.report.results import ResultsError
 
     with user_errors():
-        try:
-            p = workflow_settings(params, settings, scale)
-            s = p["scale"]
-            written = write_reports(
-                p,
-                runs or Path(grid.RUNS_DIR) / s,
-                reports or Path(grid.REPORTS_DIR) / s,
-                figures or Path(grid.FIGURES_DIR) / s,
-            )
-        except ResultsError as exc:
-            raise ValueError(str(exc)) from None
+        p = workflow_settings(params, settings, scale)
+        s = p["scale"]
+        written = write_reports(
+            p,
+            runs or Path(grid.RUNS_DIR) / s,
+            reports or Path(grid.REPORTS_DIR) / s,
+            figures or Path(grid.FIGURES_DIR) / s,
+        )
     out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
 
 
@@ -542,31 +503,27 @@ def compare(
     paper, or between a table of the grid and the paper."""
     from cnc.io import write_text
     from cnc.report.compare import compare_runs, compare_with_paper
-    from cnc.report.results import ResultsError
 
     runs = runs or []
     with user_errors():
-        try:
-            if table is not None:
-                from cnc import grid
-                from cnc.config import workflow_settings
-                from cnc.report.render import markdown
-                from cnc.report.tables import TITLES, build_table, preamble
+        if table is not None:
+            from cnc import grid
+            from cnc.config import workflow_settings
+            from cnc.report.render import markdown
+            from cnc.report.tables import TITLES, build_table, preamble
 
-                p = workflow_settings(params, None, scale)
-                if table not in TITLES:
-                    raise ValueError(f"--table {table!r}: choose one of {', '.join(TITLES)}")
-                runs_dir = runs[0] if runs else Path(grid.RUNS_DIR) / p["scale"]
-                tables, results = build_table(p, table, runs_dir)
-                text = markdown(tables, preamble(p, TITLES[table], results))
-            elif paper is not None:
-                if len(runs) != 1:
-                    raise ValueError("--paper compares exactly one run with the paper")
-                text = compare_with_paper(runs[0], paper)
-            else:
-                text = compare_runs(runs)
-        except ResultsError as exc:
-            raise ValueError(str(exc)) from None
+            p = workflow_settings(params, None, scale)
+            if table not in TITLES:
+                raise UsageError(f"--table {table!r}: choose one of {', '.join(TITLES)}")
+            runs_dir = runs[0] if runs else Path(grid.RUNS_DIR) / p["scale"]
+            tables, results = build_table(p, table, runs_dir)
+            text = markdown(tables, preamble(p, TITLES[table], results))
+        elif paper is not None:
+            if len(runs) != 1:
+                raise UsageError("--paper compares exactly one run with the paper")
+            text = compare_with_paper(runs[0], paper)
+        else:
+            text = compare_runs(runs)
         if out_file is not None:
             write_text(out_file, text)
     print(text)

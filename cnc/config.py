@@ -10,13 +10,13 @@ import jsonschema
 import yaml
 
 from cnc.data.synthetic import SyntheticSpec
+from cnc.errors import SettingsError
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCHEMA = PROJECT / "workflow" / "schemas" / "params.schema.yaml"
 
 
-class ConfigError(ValueError):
-    """A bad setting; the message names the file and the key."""
+ConfigError = SettingsError  # a bad setting; the message names the file and the key
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

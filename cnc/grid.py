@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnc.config import ConfigError
+from cnc.errors import UserError
 from cnc.settings import ArchConfig, InferConfig, ModelConfig, TrainConfig, tiny_name
 
 RUNS_DIR = "results/runs"
@@ -197,7 +198,7 @@ def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
     for name, point in points.items():
         try:
             train_config(params, point)
-        except ValueError as exc:
+        except UserError as exc:
             raise ConfigError(f"run {name}: {exc}") from None
     return points
 

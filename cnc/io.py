@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnc.errors import BadFileError, MissingFileError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -65,9 +67,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found") from None
+        raise MissingFileError(f"{path}: not found") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to regenerate") from None
+        raise BadFileError(f"{path}: not valid JSON ({exc}); delete it to regenerate") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from cnc.errors import UserError
 from cnc.io import atomic_path, read_json, write_json
 
 PROTOCOL = "protocol.json"
 MAPS_DIR = "maps"
 
 
-class MapsError(ValueError):
-    pass
+class MapsError(UserError, ValueError):
+    """Saved maps missing or unreadable; the message says how to make them."""
 
 
 @dataclass
@@ -50,7 +51,7 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
         "paths": len(data.paths),
     }
     if any(v != n for v in shapes.values()) or data.maps.shape != data.masks.shape:
-        raise MapsError(f"{cls}: inconsistent array lengths {shapes} for {n} labels")
+        raise ValueError(f"{cls}: inconsistent array lengths {shapes} for {n} labels")
     path = Path(folder) / f"{cls}.npz"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from cnc.errors import UserError
 from cnc.maps import image_scores_from_maps
 
 METRICS = ("i_auroc", "p_auroc", "aupro", "i_ap", "p_ap")
@@ -31,7 +32,7 @@ _EIGHT_CONNECTED = np.zeros((3, 3, 3), dtype=bool)
 _EIGHT_CONNECTED[1] = True
 
 
-class MetricError(ValueError):
+class MetricError(UserError, ValueError):
     """Inputs the metrics cannot be computed on; the message says which and why."""
 
 

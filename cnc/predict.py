@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cnc.data.dataset import AnomalyDataset
 from cnc.data.layout import Sample
+from cnc.errors import AlreadyExistsError, BadFileError, UsageError
 from cnc.infer import (
     CALIBRATION,
     InferConfig,
@@ -44,7 +45,7 @@ def _check_images(images: list[Path]) -> None:
             with Image.open(path) as im:
                 im.verify()
         except (OSError, UnidentifiedImageError):
-            raise ValueError(f"{path}: not a readable image") from None
+            raise BadFileError(f"{path}: not a readable image") from None
 
 
 def _overlay(image: Path, anomaly: np.ndarray, low: float, high: float, out: Path, title: str):
@@ -72,10 +73,10 @@ def predict(
     _check_images(images)
     targets = [out_dir / f"{path.stem}_anomaly.png" for path in images]
     if len(set(targets)) != len(targets):
-        raise ValueError("two input images share a file name; predict them in separate calls")
+        raise UsageError("two input images share a file name; predict them in separate calls")
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
+        raise AlreadyExistsError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
     run = load_run(run_dir, pick_device(device))
     calibration = read_calibration(run_dir)
     if calibration is None:  # computed once per run, on its training images

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cnc.errors import SettingsError, UserError
+
 # What a run folder holds.
 CONFIG = "config.json"
 TRAIN_LOG = "train_log.csv"
@@ -32,7 +34,7 @@ DEFAULT_TAPS = {
 TINY_TAPS = (2, 4, 6)
 
 
-class BackboneError(RuntimeError):
+class BackboneError(UserError):
     """The backbone cannot be built; the message says how to fix it."""
 
 
@@ -70,9 +72,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.moe_experts < 0:
-            raise ValueError(f"moe_experts={self.moe_experts}: T must be >= 0 (0 = no MoE)")
+            raise SettingsError(f"moe_experts={self.moe_experts}: T must be >= 0 (0 = no MoE)")
         if self.moe_experts and not 1 <= self.moe_top_k <= self.moe_experts:
-            raise ValueError(
+            raise SettingsError(
                 f"moe_top_k={self.moe_top_k} with moe_experts={self.moe_experts}: "
                 "K must satisfy 1 <= K <= T"
             )
@@ -122,9 +124,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+            raise SettingsError("epochs, batch_size and checkpoint_every must be >= 1")
         if self.cache not in ("auto", "memory", "disk", "off"):
-            raise ValueError(f"cache={self.cache!r}: choose auto, memory, disk or off")
+            raise SettingsError(f"cache={self.cache!r}: choose auto, memory, disk or off")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -148,7 +150,7 @@ class InferConfig:
 
     def __post_init__(self) -> None:
         if self.map_size < 8 or self.sigma < 0 or self.batch_size < 1:
-            raise ValueError("map_size must be >= 8, sigma >= 0 and batch_size >= 1")
+            raise SettingsError("map_size must be >= 8, sigma >= 0 and batch_size >= 1")
 
     def protocol(self) -> dict[str, Any]:
         return {

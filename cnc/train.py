@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cnc.data.dataset import AnomalyDataset, open_split
+from cnc.errors import AlreadyExistsError, MissingFileError, UserError
 from cnc.io import atomic_path, write_json
 from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.build import build, encoder_fingerprint
@@ -32,8 +33,8 @@ from cnc.settings import CHECKPOINT, CONFIG, FINAL, TRAIN_LOG, TrainConfig
 MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
 
 
-class TrainingError(RuntimeError):
-    pass
+class TrainingError(UserError):
+    """A run cannot train or continue; the message says why and what to do."""
 
 
 # ----------------------------------------------------------------------------- features
@@ -191,7 +192,7 @@ def save_checkpoint(path: Path, **state: Any) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint; train the run first (`cnc train`)")
+        raise MissingFileError(f"{path}: no checkpoint; train the run first (`cnc train`)")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for a damaged file
@@ -234,7 +235,7 @@ def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
             return "reuse", state
         if not force:
             why = "was trained with other settings or code" if resume else "is trained"
-            raise FileExistsError(f"{final}: the run {why}; pass --force to train it again")
+            raise AlreadyExistsError(f"{final}: the run {why}; pass --force to train it again")
     elif ckpt.exists():
         if resume:
             previous = load_checkpoint(ckpt)
@@ -245,7 +246,7 @@ def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
                     f"{ckpt}: was trained with other settings; pass --force to start over"
                 )
         elif not force:
-            raise FileExistsError(
+            raise AlreadyExistsError(
                 f"{ckpt}: an unfinished run; pass --resume to continue it or --force to restart"
             )
     for path in (final, ckpt, out_dir / TRAIN_LOG):

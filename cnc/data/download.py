@@ -15,12 +15,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cnc.errors import AlreadyExistsError, UserError
 from cnc.io import sha256_file
 
 CHUNK = 1 << 16
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """The download could not complete; the message says what to do."""
 
 
@@ -143,7 +144,7 @@ def extract(archive: Path, dest: Path) -> Path:
     """
     dest = Path(dest)
     if dest.exists():
-        raise FileExistsError(f"{dest}: already exists; remove it to extract {archive} again")
+        raise AlreadyExistsError(f"{dest}: already exists; remove it to extract {archive} again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
     try:

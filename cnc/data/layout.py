@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnc.errors import UserError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GOOD = "good"
 MASK_SUFFIX = "_mask"
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """The folder does not follow the MVTec layout; the message names the path."""
 
 

@@ -13,12 +13,13 @@ from cnc.data.download import download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
 from cnc.data.registry import RemoteDataset
 from cnc.data.synthetic import SyntheticSpec, contact_sheet, generate
+from cnc.errors import AlreadyExistsError, UserError
 from cnc.io import atomic_dir, read_json
 
 CONTACT_SHEET = "contact_sheet.png"
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """A dataset failed verification; the message lists every problem."""
 
 
@@ -92,7 +93,7 @@ def is_synthetic(root: Path) -> bool:
     manifest_path = Path(root) / MANIFEST
     try:
         return read_json(manifest_path).get("dataset") == "synthetic"
-    except (FileNotFoundError, ValueError):
+    except UserError:  # no manifest, or not ours
         return False
 
 
@@ -112,7 +113,7 @@ def synthetic(spec: SyntheticSpec, out: Path, force: bool = False) -> dict[str, 
             if same and not manifest_differences(out, manifest_path):
                 return old
         if not force:
-            raise FileExistsError(
+            raise AlreadyExistsError(
                 f"{out}: exists and is not the synthetic set for these settings; "
                 "choose another folder or pass --force to replace it"
             )

@@ -18,6 +18,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from cnc.data.layout import GOOD, MASK_SUFFIX
+from cnc.errors import SettingsError
 
 TEXTURES = ("wood", "carpet", "grid")
 OBJECTS = ("washer", "capsule", "chip")
@@ -48,11 +49,13 @@ class SyntheticSpec:
     def __post_init__(self) -> None:
         unknown = [c for c in self.classes if c not in CLASSES]
         if unknown:
-            raise ValueError(f"unknown synthetic class(es) {unknown}; choose from {list(CLASSES)}")
+            raise SettingsError(
+                f"unknown synthetic class(es) {unknown}; choose from {list(CLASSES)}"
+            )
         if self.image_size < 32:
-            raise ValueError(f"image_size={self.image_size}: use at least 32 pixels")
+            raise SettingsError(f"image_size={self.image_size}: use at least 32 pixels")
         if self.train_per_class < 1 or self.test_per_class < 2:
-            raise ValueError("train_per_class must be >= 1 and test_per_class >= 2")
+            raise SettingsError("train_per_class must be >= 1 and test_per_class >= 2")
 
     @property
     def test_good(self) -> int:

@@ -16,14 +16,15 @@ import numpy as np
 from PIL import Image
 
 from cnc.data.layout import GOOD, MASK_SUFFIX
+from cnc.errors import UserError
 
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
 HEADER = ["object", "split", "label", "image", "mask"]
 BAD = "bad"
 
 
-class VisaError(ValueError):
-    pass
+class VisaError(UserError, ValueError):
+    """The VisA archive does not look as published; the message names the file."""
 
 
 def read_split(raw: Path) -> list[dict[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnc.errors import UsageError
 from cnc.metrics import METRICS
 from cnc.report import paper
 from cnc.report.render import Num, Table, markdown
@@ -24,7 +25,7 @@ def _pick(result: CellResult, row: str) -> list[Num]:
 def compare_runs(run_dirs: list[Path]) -> str:
     """The first run is the reference; each other run gets its values and differences."""
     if len(run_dirs) < 2:
-        raise ValueError("give at least two runs to compare (or one run and --paper)")
+        raise UsageError("give at least two runs to compare (or one run and --paper)")
     results = [cell_result(d.parent, (d.name,)) for d in run_dirs]
     ref = results[0]
     classes = list(dict.fromkeys(c for r in results for c in r.classes))
@@ -44,7 +45,7 @@ def compare_runs(run_dirs: list[Path]) -> str:
 def compare_with_paper(run_dir: Path, table: str) -> str:
     """One run against the paper's CNC numbers of Table 1 or Table 3."""
     if table not in PAPER_DATASET:
-        raise ValueError(f"--paper {table!r}: choose table1 (MVTec AD) or table3 (VisA)")
+        raise UsageError(f"--paper {table!r}: choose table1 (MVTec AD) or table3 (VisA)")
     result = cell_result(run_dir.parent, (run_dir.name,))
     published = paper.method_table(table)
     same = result.dataset == PAPER_DATASET[table]

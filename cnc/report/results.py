@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnc.errors import UserError
 from cnc.io import read_json
 from cnc.metrics import METRICS
 from cnc.settings import CONFIG, METRICS_JSON, TRAIN_LOG
 
 
-class ResultsError(FileNotFoundError):
-    pass
+class ResultsError(UserError, FileNotFoundError):
+    """A run's saved results are missing or do not fit together."""
 
 
 @dataclass(frozen=True)

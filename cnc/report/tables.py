@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnc.errors import UsageError
 from cnc.grid import Cell as GridCell
 from cnc.grid import cells as grid_cells
 from cnc.metrics import METRICS
@@ -241,7 +242,7 @@ def build_table(params: dict[str, Any], name: str, runs_dir: Path):
         return table2(params, g["table2"], runs_dir)
     if name == "table4":
         return table4(params, g["table4"], runs_dir)
-    raise ValueError(f"table {name!r}: choose one of {', '.join(TITLES)}")
+    raise UsageError(f"table {name!r}: choose one of {', '.join(TITLES)}")
 
 
 def build_tables(params: dict[str, Any], runs_dir: Path):
