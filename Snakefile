@@ -1,5 +1,5 @@
 # The CNC benchmark workflow. Settings: params.yaml (validated against
-# workflow/schemas/params.schema.yaml). Logic lives in the `cnc` package; the rules
+# cnc/schema.yaml). Logic lives in the `cnc` package; the rules
 # only wire its commands together.
 configfile: "params.yaml"
 

@@ -1,4 +1,9 @@
-"""The `cnc` command: one entry point for every step of the pipeline."""
+"""The `cnc` command: one entry point for every step of the pipeline.
+
+Each command parses its arguments, calls one library function and prints the result.
+Settings are never given a default here: a run's defaults live in cnc/settings.py, and
+`--settings` (a file or inline JSON) and `--set section.key=value` only override them.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnc.config import (
-    data_section,
-    dataset_root,
-    dataset_url,
-    downloads_dir,
-    synthetic_spec,
-)
-from cnc.data import prepare as prep
-from cnc.data.check import check_root
-from cnc.data.manifest import MANIFEST, manifest_differences
-from cnc.data.registry import DATASET_NAMES, REMOTE
-from cnc.data.synthetic import CLASSES, SyntheticSpec
 from cnc.errors import UsageError, UserError
-from cnc.io import write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
@@ -37,6 +29,17 @@ app.add_typer(workflow_app, name="workflow")
 
 out = Console()
 err = Console(stderr=True)
+
+PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
+Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
+Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="section.key=value over the settings (repeatable), e.g. model.gamma=0.2"
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
 
 
 @contextmanager
@@ -63,28 +66,36 @@ def _print_counts(counts: dict[str, dict], title: str) -> None:
     out.print(table)
 
 
+# ----------------------------------------------------------------------------- data
+
+
 @data_app.command("synthetic")
 def data_synthetic(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (MVTec layout).")],
-    seed: int = 0,
-    image_size: int = 128,
-    classes: Annotated[str, typer.Option(help="Comma-separated subset.")] = ",".join(CLASSES),
-    train_per_class: int = 32,
-    test_per_class: int = 24,
+    seed: int | None = None,
+    image_size: int | None = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
     force: Annotated[bool, typer.Option(help="Replace an existing different folder.")] = False,
 ) -> None:
-    """Generate the deterministic synthetic benchmark (same seed, same bytes)."""
+    """Generate the deterministic synthetic benchmark (same seed, same bytes); options not
+    given keep the defaults of the workflow's synthetic set."""
+    from cnc.data.prepare import CONTACT_SHEET, synthetic
+    from cnc.data.synthetic import SyntheticSpec
+
+    given = {
+        "seed": seed,
+        "image_size": image_size,
+        "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        "train_per_class": train_per_class,
+        "test_per_class": test_per_class,
+    }
     with user_errors():
-        spec = SyntheticSpec(
-            seed=seed,
-            image_size=image_size,
-            classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
-            train_per_class=train_per_class,
-            test_per_class=test_per_class,
-        )
-        manifest = prep.synthetic(spec, out_dir, force=force)
+        spec = SyntheticSpec(**{k: v for k, v in given.items() if v is not None})
+        manifest = synthetic(spec, out_dir, force=force)
     _print_counts(manifest["counts"], f"synthetic benchmark in {out_dir}")
-    out.print(f"contact sheet: {out_dir / prep.CONTACT_SHEET}")
+    out.print(f"contact sheet: {out_dir / CONTACT_SHEET}")
 
 
 @data_app.command("fetch")
@@ -100,11 +111,13 @@ def data_fetch(
     ] = False,
 ) -> None:
     """Download (resumable, sha256-verified), extract, convert and verify MVTec AD or VisA."""
+    from cnc.data.prepare import REMOTE, fetch
+
     with user_errors():
-        if name not in prep.REMOTE:
-            raise UsageError(f"unknown dataset {name!r}; choose one of {sorted(prep.REMOTE)}")
-        manifest = prep.fetch(
-            name, root, url=url, downloads=downloads, check_counts=not skip_count_check
+        if name not in REMOTE:
+            raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(REMOTE)}")
+        manifest = fetch(
+            REMOTE[name], root, url=url, downloads=downloads, check_counts=not skip_count_check
         )
     _print_counts(manifest["counts"], f"{name} in {root}")
 
@@ -118,11 +131,10 @@ def data_check(
     ] = None,
 ) -> None:
     """Validate a dataset folder and print per-class counts; exit 1 on any problem."""
+    from cnc.data.manifest import check_against_manifest
+
     with user_errors():
-        report = check_root(root)
-        manifest = manifest or (root / MANIFEST)
-        if report.classes and manifest.is_file():
-            report.problems.extend(manifest_differences(root, manifest))
+        report = check_against_manifest(root, manifest)
     result = report.to_dict()
     if as_json:
         print(json.dumps(result, indent=2))
@@ -137,209 +149,94 @@ def data_check(
 @data_app.command("prepare")
 def data_prepare(
     name: Annotated[str, typer.Argument(help="synthetic, mvtec, visa or folder")],
-    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
+    params: Params = "params.yaml",
     settings: Annotated[
-        str | None, typer.Option(help="JSON of params.yaml's data section (used by Snakemake).")
+        str | None,
+        typer.Option(
+            help="Instead of --params: params.yaml's data section, or its part "
+            '{"downloads": ..., "<name>": {...}}, as a file or inline JSON.'
+        ),
     ] = None,
     record: Annotated[
         Path | None, typer.Option(help="Also write a summary JSON here (workflow output).")
     ] = None,
 ) -> None:
     """Prepare a dataset as params.yaml describes it (the workflow's data step)."""
+    from cnc.data.prepare import prepare_dataset
+    from cnc.params import load_params, read_structured
+
     with user_errors():
-        data = data_section(params, settings)
-        root = dataset_root(data, name)
-        if name == "synthetic":
-            # Replaces an older synthetic set of other settings, never a folder it did not make.
-            manifest = prep.synthetic(synthetic_spec(data), root, force=prep.is_synthetic(root))
-        elif name == "folder":
-            manifest = prep.verify_root(root, "folder", counts=None)
-        elif name in REMOTE:
-            manifest = prep.fetch(
-                REMOTE[name], root, url=dataset_url(data, name), downloads=downloads_dir(data)
-            )
-        else:
-            raise UsageError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
-        if record is not None:
-            summary = {
-                "dataset": name,
-                "root": str(root),
-                "counts": manifest["counts"],
-                "files": len(manifest["files"]),
-            }
-            write_json(record, summary)
+        data = load_params(params)["data"] if settings is None else read_structured(
+            settings, "--settings"
+        )  # fmt: skip
+        root, manifest = prepare_dataset(name, data, record)
     _print_counts(manifest["counts"], f"{name} in {root}")
 
 
-def _train_config(
-    settings: str | None,
-    data_root: Path | None,
-    dataset: str,
-    backbone: str,
-    weights: str,
-    resolution: int,
-    taps: str | None,
-    mlf: bool,
-    cnc: bool,
-    experts: int,
-    top_k: int,
-    epochs: int | None,
-    seed: int,
-    classes: str | None,
-    batch_size: int,
-    lr: float,
-    checkpoint_every: int,
-    cache: str,
-):
-    from cnc.settings import PAPER_EPOCHS, ArchConfig, ModelConfig, TrainConfig
-
-    if settings is not None:
-        try:
-            return TrainConfig.from_dict(json.loads(settings))
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            raise UsageError(f"--settings: not a run's settings JSON ({exc})") from None
-    if data_root is None:
-        raise UsageError("--data-root: required (an MVTec-layout folder), or pass --settings")
-    if epochs is None:
-        if dataset not in PAPER_EPOCHS:
-            raise UsageError(f"--epochs: required for dataset {dataset!r}")
-        epochs = PAPER_EPOCHS[dataset]
-    tap_list = None
-    if taps:
-        try:
-            tap_list = tuple(int(t) for t in taps.split(","))
-        except ValueError:
-            raise UsageError(f"--taps {taps!r}: expected block numbers like 8,16,24") from None
-    return TrainConfig(
-        arch=ArchConfig(
-            backbone=backbone,
-            weights=weights,
-            resolution=resolution,
-            taps=tap_list,
-            model=ModelConfig(mlf=mlf, cnc=cnc, moe_experts=experts, moe_top_k=top_k),
-            seed=seed,
-        ),
-        dataset=dataset,
-        data_root=str(data_root),
-        epochs=epochs,
-        classes=tuple(c.strip() for c in classes.split(",")) if classes else None,
-        batch_size=batch_size,
-        lr=lr,
-        checkpoint_every=checkpoint_every,
-        cache=cache,
-    )
-
-
-def _grid_run(params: Path, name: str) -> tuple[str, tuple[int, float, int]]:
-    """A grid run's training settings (JSON) and inference settings, from params.yaml."""
-    from cnc import grid
-    from cnc.config import workflow_settings
-
-    p = workflow_settings(params, None)
-    points = grid.check_grid(p)
-    if name not in points:
-        raise UsageError(f"--run {name}: not a run of the grid; `cnc workflow runs` lists them")
-    i = grid.infer_config(p)
-    settings = json.dumps(grid.train_config(p, points[name]).to_dict())
-    return settings, (i.map_size, i.sigma, i.batch_size)
+# ----------------------------------------------------------------------------- runs
 
 
 @app.command("train")
 def train(
-    out_dir: Annotated[Path, typer.Argument(help="The run folder (checkpoints, log, model).")],
-    data_root: Annotated[Path | None, typer.Option(help="MVTec-layout dataset folder.")] = None,
-    dataset: Annotated[str, typer.Option(help="Dataset name (mvtec, visa, synthetic...).")] = (
-        "mvtec"
-    ),
-    backbone: Annotated[str, typer.Option(help="open_clip name, or cnc-tiny-<name>.")] = (
-        "ViT-L-14-336"
-    ),
-    weights: Annotated[str, typer.Option(help="openai, random, or a checkpoint file.")] = (
-        "openai"
-    ),
-    resolution: int = 224,
-    taps: Annotated[str | None, typer.Option(help="Three block numbers, e.g. 8,16,24.")] = None,
-    mlf: Annotated[bool, typer.Option(help="Multi-layer fusion (eq. 12).")] = True,
-    cnc: Annotated[bool, typer.Option(help="Cross-modal normality constraint.")] = True,
-    experts: Annotated[int, typer.Option(help="MoE experts T; 0 = no MoE.")] = 5,
-    top_k: Annotated[int, typer.Option(help="Experts per token K (K <= T).")] = 2,
-    epochs: Annotated[
-        int | None, typer.Option(help="Default: 250 for mvtec, 200 for visa.")
-    ] = None,
-    seed: int = 0,
-    classes: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    checkpoint_every: int = 10,
-    cache: Annotated[str, typer.Option(help="Feature cache: auto, memory, disk, off.")] = "auto",
-    settings: Annotated[
-        str | None, typer.Option(help="A run's settings as JSON (the workflow's form).")
-    ] = None,
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (checkpoints, log, model).")],
     run: Annotated[
-        str | None, typer.Option(help="A run of the grid by name, settings from --params.")
+        str | None, typer.Option(help="A run of the grid by name; settings from --params.")
     ] = None,
-    params: Annotated[Path, typer.Option(help="With --run: the workflow settings.")] = Path(
-        "params.yaml"
-    ),
+    params: Params = "params.yaml",
+    settings: Annotated[
+        str | None,
+        typer.Option(help="A run's settings (as in its config.json): a file or inline JSON."),
+    ] = None,
+    overrides: Overrides = None,
     resume: Annotated[bool, typer.Option(help="Continue an unfinished run.")] = False,
     force: Annotated[
         bool, typer.Option(help="Start over, replacing a finished or different run.")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")] = "auto",
+    maps: Annotated[bool, typer.Option(help="Then write the test maps, as `cnc infer`.")] = True,
+    device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
-    maps: Annotated[
-        bool, typer.Option(help="Then write the test maps, as `cnc infer` (one process).")
-    ] = False,
-    map_size: Annotated[int, typer.Option(help="With --maps: evaluation size.")] = 256,
-    sigma: Annotated[float, typer.Option(help="With --maps: Gaussian smoothing.")] = 4.0,
-    infer_batch_size: Annotated[int, typer.Option(help="With --maps: batch size.")] = 16,
 ) -> None:
-    """Train one grid point on all classes jointly (the multi-class setting).
+    """Train one run on all classes jointly (the multi-class setting), then write its test
+    maps.
 
-    With --resume, an unfinished run of the same settings continues and a finished run
-    of the same settings and code is reused; --force replaces anything else.
+    Settings: the defaults (the paper's main configuration), over them a run of the grid
+    (--run) or a settings file (--settings), over those --set. With --resume, an
+    unfinished run of the same settings continues and a finished run of the same
+    settings and code is reused; --force replaces anything else.
     """
+    from cnc.grid import job_settings
     from cnc.infer import infer_run, pick_device
-    from cnc.settings import InferConfig
     from cnc.train import train as run_training
 
     with user_errors():
-        if run is not None:
-            settings, (map_size, sigma, infer_batch_size) = _grid_run(params, run)
-        config = _train_config(
-            settings, data_root, dataset, backbone, weights, resolution, taps, mlf, cnc,
-            experts, top_k, epochs, seed, classes, batch_size, lr, checkpoint_every, cache,
-        )  # fmt: skip
-        infer_config = InferConfig(map_size, sigma, infer_batch_size) if maps else None
-        state = run_training(
-            config, out_dir, resume=resume, force=force, device=pick_device(device),
-            progress=progress,
-        )  # fmt: skip
+        job = job_settings(run, params, settings, overrides)
+        device = pick_device(device)
+        state = run_training(job, run_dir, resume=resume, force=force, device=device,
+                             progress=progress)  # fmt: skip
         last = state["history"][-1]
-        out.print(f"{out_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
-        if infer_config is not None:
-            infer_run(out_dir, infer_config, device=device, progress=progress)
-            out.print(f"maps written to {out_dir / 'maps'}")
+        out.print(f"{run_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
+        if maps:
+            infer_run(run_dir, job.infer, device=device, progress=progress)
+            out.print(f"maps written to {run_dir}")
 
 
 @app.command("infer")
 def infer(
     run_dir: Annotated[Path, typer.Argument(help="A trained run folder.")],
-    map_size: Annotated[int, typer.Option(help="Evaluation size of the maps.")] = 256,
-    sigma: Annotated[float, typer.Option(help="Gaussian smoothing, map pixels.")] = 4.0,
-    batch_size: int = 16,
-    device: str = "auto",
+    overrides: Overrides = None,
+    device: Device = "auto",
     progress: bool = True,
 ) -> None:
-    """Anomaly maps of every test image, saved per class for `cnc evaluate`."""
+    """Anomaly maps of every test image, saved per class for `cnc evaluate`, with the
+    run's inference settings (`--set infer.sigma=2` overrides them)."""
     from cnc.infer import infer_run
-    from cnc.settings import InferConfig
+    from cnc.runs import read_settings
 
     with user_errors():
-        config = InferConfig(map_size=map_size, sigma=sigma, batch_size=batch_size)
-        summary = infer_run(run_dir, config, device=device, progress=progress)
+        settings = read_settings(run_dir).with_overrides(overrides or [])
+        summary = infer_run(run_dir, settings.infer, device=device, progress=progress)
     counts = ", ".join(f"{c} {n}" for c, n in summary["classes"].items())
-    out.print(f"maps written to {run_dir / 'maps'}: {counts}")
+    out.print(f"maps written to {run_dir}: {counts}")
 
 
 @app.command("predict")
@@ -349,7 +246,7 @@ def predict(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the overlays.")] = Path(
         "predictions"
     ),
-    device: str = "auto",
+    device: Device = "auto",
     overwrite: bool = False,
 ) -> None:
     """Score new images with a trained run and write heat-map overlays."""
@@ -374,12 +271,9 @@ def evaluate(
         typer.Option(help="Draw heat maps only for these run names (repeatable)."),
     ] = None,
 ) -> None:
-    """Five metrics per class, class means and mTotal from runs' saved maps.
-
-    Several runs are evaluated in one process (the workflow evaluates the grid at once).
-    """
-    from cnc.evaluate import evaluate_run
-    from cnc.metrics import METRICS
+    """Five metrics per class, class means and mTotal from runs' saved maps."""
+    from cnc.evaluation.evaluate import evaluate_run
+    from cnc.evaluation.metrics import METRICS
 
     for run_dir in run_dirs:
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
@@ -392,7 +286,120 @@ def evaluate(
         for cls, values in [*result["classes"].items(), ("mean", result["mean"])]:
             table.add_row(cls, *(f"{values[k]:.1f}" for k in METRICS))
         out.print(table)
-        out.print(f"mTotal {result['mtotal']:.1f}; written {run_dir / 'metrics.json'}")
+        out.print(f"mTotal {result['mtotal']:.1f}; written to {run_dir}")
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+@app.command("report")
+def report(
+    params: Params = "params.yaml",
+    scale: Scale = None,
+    runs: Annotated[Path | None, typer.Option(help="Default: results/runs/<scale>.")] = None,
+    reports: Annotated[Path | None, typer.Option(help="Default: results/reports/<scale>.")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Default: results/figures/<scale>.")] = None,
+) -> None:
+    """Every table and figure of the experiment registry, from the runs' saved
+    metrics.json files only."""
+    from cnc import grid
+    from cnc.params import load_params
+    from cnc.report.build import write_reports
+
+    with user_errors():
+        p = load_params(params, scale)
+        s = p["scale"]
+        written = write_reports(
+            p,
+            runs or Path(grid.runs_dir(s)),
+            reports or Path(grid.reports_dir(s)),
+            figures or Path(grid.figures_dir(s)),
+        )
+    out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run folders (the first is the reference); with --table: a runs folder."
+        ),
+    ] = None,
+    paper: Annotated[
+        str | None, typer.Option(help="Compare one run with the paper: table1 or table3.")
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option(help="A whole table of the grid against the paper, e.g. table2.")
+    ] = None,
+    params: Params = "params.yaml",
+    scale: Scale = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
+) -> None:
+    """Markdown of per-class and mean differences between runs, between a run and the
+    paper, or between a table of the grid and the paper."""
+    from cnc import grid
+    from cnc.io import write_text
+    from cnc.params import load_params
+    from cnc.report.compare import compare_runs, compare_table, compare_with_paper
+
+    runs = runs or []
+    with user_errors():
+        if table is not None:
+            p = load_params(params, scale)
+            text = compare_table(p, table, runs[0] if runs else Path(grid.runs_dir(p["scale"])))
+        elif paper is not None:
+            if len(runs) != 1:
+                raise UsageError("--paper compares exactly one run with the paper")
+            text = compare_with_paper(runs[0], paper)
+        else:
+            text = compare_runs(runs)
+        if out_file is not None:
+            write_text(out_file, text)
+    print(text)
+
+
+# ----------------------------------------------------------------------------- workflow
+
+
+@workflow_app.command("runs")
+def list_runs(
+    params: Params = "params.yaml",
+    scale: Scale = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
+) -> None:
+    """The runs of the grid at a scale (each shared run listed once) and their folders."""
+    from cnc import grid
+    from cnc.params import load_params
+
+    with user_errors():
+        p = load_params(params, scale)
+        listing = grid.describe_runs(p)
+    if as_json:
+        print(json.dumps(listing, indent=2))
+    else:
+        print("\n".join(entry["dir"] for entry in listing.values()))
+
+
+@workflow_app.command("dvc")
+def workflow_dvc(
+    params: Params = "params.yaml",
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write.")] = Path("dvc.yaml"),
+    check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
+) -> None:
+    """Generate dvc.yaml from params.yaml's grid (or --check that it is current)."""
+    from cnc import dvcfile
+    from cnc.params import load_params
+
+    with user_errors():
+        stale = dvcfile.write(load_params(params), out_file, check=check)
+    if stale:
+        err.print(f"{out_file} is stale; run `cnc workflow dvc` to regenerate it")
+        raise typer.Exit(1)
+    out.print(f"{out_file} is up to date" if check else f"written {out_file}")
+
+
+# ----------------------------------------------------------------------------- benchmarks
 
 
 @bench_app.command("metrics")
@@ -421,8 +428,7 @@ def bench_train(
     resolution: int = 128,
     images: Annotated[int, typer.Option(help="Training images (synthetic set).")] = 192,
     epochs: Annotated[int, typer.Option(help="Epochs timed per variant.")] = 2,
-    batch_size: int = 8,
-    device: str = "auto",
+    device: Device = "auto",
     paper: Annotated[
         bool,
         typer.Option(help="ViT-L-14-336 (random weights) at 224 px on 3629 images (GPU)."),
@@ -438,7 +444,7 @@ def bench_train(
         backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
     device = pick_device(device)
     with user_errors():
-        timings, n = bench.run(backbone, resolution, images, epochs, batch_size, device, data_root)
+        timings, n = bench.run(backbone, resolution, images, epochs, device, data_root)
     table = Table(title=f"{backbone} at {resolution} px, {n} training images, {device}")
     columns = ("variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB")
     for column in columns:
@@ -453,131 +459,6 @@ def bench_train(
         )
     out.print(table)
     out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")
-
-
-@app.command("report")
-def report(
-    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
-    settings: Annotated[
-        str | None, typer.Option(help="The settings as JSON (used by the workflow).")
-    ] = None,
-    scale: Annotated[str | None, typer.Option(help="Override the settings' scale.")] = None,
-    runs: Annotated[Path | None, typer.Option(help="Default: results/runs/<scale>.")] = None,
-    reports: Annotated[Path | None, typer.Option(help="Default: results/reports/<scale>.")] = None,
-    figures: Annotated[Path | None, typer.Option(help="Default: results/figures/<scale>.")] = None,
-) -> None:
-    """Tables 1-4 and the figures, from the runs' saved metrics.json files only."""
-    from cnc import grid
-    from cnc.config import workflow_settings
-    from cnc.report.build import write_reports
-
-    with user_errors():
-        p = workflow_settings(params, settings, scale)
-        s = p["scale"]
-        written = write_reports(
-            p,
-            runs or Path(grid.RUNS_DIR) / s,
-            reports or Path(grid.REPORTS_DIR) / s,
-            figures or Path(grid.FIGURES_DIR) / s,
-        )
-    out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
-
-
-@app.command("compare")
-def compare(
-    runs: Annotated[
-        list[Path] | None, typer.Argument(help="Run folders; the first is the reference.")
-    ] = None,
-    paper: Annotated[
-        str | None, typer.Option(help="Compare one run with the paper: table1 or table3.")
-    ] = None,
-    table: Annotated[
-        str | None,
-        typer.Option(help="A whole table (table1..table4) of the grid against the paper."),
-    ] = None,
-    params: Annotated[Path, typer.Option(help="With --table: the settings.")] = Path("params.yaml"),
-    scale: Annotated[str | None, typer.Option(help="With --table: override the scale.")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
-) -> None:
-    """Markdown of per-class and mean differences between runs, between a run and the
-    paper, or between a table of the grid and the paper."""
-    from cnc.io import write_text
-    from cnc.report.compare import compare_runs, compare_with_paper
-
-    runs = runs or []
-    with user_errors():
-        if table is not None:
-            from cnc import grid
-            from cnc.config import workflow_settings
-            from cnc.report.render import markdown
-            from cnc.report.tables import TITLES, build_table, preamble
-
-            p = workflow_settings(params, None, scale)
-            if table not in TITLES:
-                raise UsageError(f"--table {table!r}: choose one of {', '.join(TITLES)}")
-            runs_dir = runs[0] if runs else Path(grid.RUNS_DIR) / p["scale"]
-            tables, results = build_table(p, table, runs_dir)
-            text = markdown(tables, preamble(p, TITLES[table], results))
-        elif paper is not None:
-            if len(runs) != 1:
-                raise UsageError("--paper compares exactly one run with the paper")
-            text = compare_with_paper(runs[0], paper)
-        else:
-            text = compare_runs(runs)
-        if out_file is not None:
-            write_text(out_file, text)
-    print(text)
-
-
-@workflow_app.command("runs")
-def list_runs(
-    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
-    scale: Annotated[str | None, typer.Option(help="Override the settings' scale.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
-) -> None:
-    """The runs of the grid at a scale (each shared run listed once) and their folders."""
-    from cnc import grid
-    from cnc.config import workflow_settings
-
-    with user_errors():
-        p = workflow_settings(params, None, scale)
-        points = grid.check_grid(p)
-    if as_json:
-        listing = {
-            name: {
-                "dir": grid.run_dir(p, name),
-                "train": grid.train_config(p, point).to_dict(),
-            }
-            for name, point in points.items()
-        }
-        print(json.dumps(listing, indent=2))
-        return
-    for name in points:
-        print(grid.run_dir(p, name))
-
-
-@workflow_app.command("dvc")
-def workflow_dvc(
-    params: Annotated[Path, typer.Option(help="The workflow settings.")] = Path("params.yaml"),
-    out_file: Annotated[Path, typer.Option("--out", help="Where to write.")] = Path("dvc.yaml"),
-    check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
-) -> None:
-    """Generate dvc.yaml from params.yaml's grid (or --check that it is current)."""
-    from cnc import dvcfile
-    from cnc.config import workflow_settings
-    from cnc.io import write_text
-
-    with user_errors():
-        text = dvcfile.render(workflow_settings(params, None))
-    if check:
-        current = out_file.read_text() if out_file.is_file() else ""
-        if current != text:
-            err.print(f"{out_file} is stale; run `cnc workflow dvc` to regenerate it")
-            raise typer.Exit(1)
-        out.print(f"{out_file} is up to date")
-        return
-    write_text(out_file, text)
-    out.print(f"written {out_file}")
 
 
 def main() -> None:

@@ -1,37 +1,33 @@
 """dvc.yaml, generated from params.yaml's grid (DVC cannot compute the grid itself).
 
 The run names do not depend on the scale and every path goes through DVC's `${scale}`
-interpolation, so `dvc exp run -S scale=paper` works with the same file. Regenerate it
-(`cnc workflow dvc`) after changing `seeds`, `main` or `experiments`; a test fails
-while the committed file is stale.
+interpolation, so `dvc exp run -S scale=paper` works with the same file. The names are
+listed once, in `vars`, for the two per-run stages (`train@<run>`, `evaluate@<run>`); the
+report depends on each run's files by path, as DVC wants. Regenerate the file (`cnc
+workflow dvc`) after changing `seeds`, `main` or `experiments`; a test fails while the
+committed file is stale.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cnc.grid import (
-    FIGURE_FILES,
-    FIGURES_DIR,
-    REPORT_FILES,
-    REPORTS_DIR,
-    RUNS_DIR,
-    grid_points,
-    main_runs,
-)
+from cnc import code
+from cnc.experiments import figure_files, heatmap_runs, report_files
+from cnc.grid import data_record, figures_dir, grid_points, reports_dir, runs_dir
+from cnc.io import write_text
+from cnc.runs import METRICS_CSV, METRICS_JSON, TRAIN_LOG
 
-RUNS = f"{RUNS_DIR}/${{scale}}"
+SCALE = "${scale}"
+RUN = f"{runs_dir(SCALE)}/${{key}}"
 HEADER = """\
 # Generated from params.yaml by `cnc workflow dvc`; do not edit by hand. Regenerate it
 # after changing `seeds`, `main` or `experiments` (tests/test_workflow.py checks it).
 # The same pipeline as the Snakefile; every path follows params.yaml's `scale`.
 """
-# The code each stage's results depend on (a change re-runs the stage).
-TRAIN_CODE = ["cnc/model", "cnc/train.py", "cnc/infer.py", "cnc/data/dataset.py", "cnc/grid.py"]
-EVALUATE_CODE = ["cnc/metrics.py", "cnc/evaluate.py", "cnc/maps.py", "cnc/heatmaps.py"]
-REPORT_CODE = ["cnc/report", "cnc/grid.py"]
 
 
 def _uncached(path: str, **extra: Any) -> dict[str, Any]:
@@ -40,53 +36,50 @@ def _uncached(path: str, **extra: Any) -> dict[str, Any]:
 
 def stages(params: dict[str, Any]) -> dict[str, Any]:
     names = list(grid_points(params))
-    run_dirs = [f"{RUNS}/{n}" for n in names]
-    reports = f"{REPORTS_DIR}/${{scale}}"
-    figures = f"{FIGURES_DIR}/${{scale}}"
-    heatmaps = " ".join(f"--heatmaps-for {r}" for r in main_runs(params))
+    reports, figures = reports_dir(SCALE), figures_dir(SCALE)
+    listed = ("summary.json", "fig4.csv")  # DVC metrics and plots, not plain outs
     return {
         "prepare_data": {
             "foreach": "${data.prepare}",
             "do": {
                 "cmd": "cnc data prepare ${item} --params params.yaml "
-                "--record results/data/${item}.json",
+                f"--record {data_record('${item}')}",
+                "deps": list(code.DATA),
                 "params": ["data.downloads", "data.${item}"],
-                "outs": [_uncached("results/data/${item}.json")],
+                "outs": [_uncached(data_record("${item}"))],
             },
         },
         "train": {
-            "foreach": names,
+            "foreach": "${runs}",
             "do": {
-                "cmd": f"cnc train {RUNS}/${{item}} --run ${{item}} --params params.yaml "
-                "--resume --force --maps --no-progress",
-                "deps": ["results/data", *TRAIN_CODE],
-                "params": ["scale", "scales", "train", "model", "infer", "data"],
+                "cmd": f"cnc train {RUN} --run ${{key}} --params params.yaml --resume --force "
+                "--no-progress",
+                "deps": ["results/data", *code.SETTINGS, *code.TRAIN, *code.INFER],
+                "params": ["scale", "scales", "backbone", "model", "train", "infer", "data"],
                 "outs": [
-                    _uncached(f"{RUNS}/${{item}}/model.pt", persist=True),
-                    _uncached(f"{RUNS}/${{item}}/maps"),
+                    _uncached(f"{RUN}/model.pt", persist=True),
+                    _uncached(f"{RUN}/maps"),
                 ],
-                "plots": [_uncached(f"{RUNS}/${{item}}/train_log.csv", x="epoch", y="distill")],
+                "plots": [_uncached(f"{RUN}/{TRAIN_LOG}", x="epoch", y="distill")],
             },
         },
         "evaluate": {
-            "cmd": f"cnc evaluate {' '.join(run_dirs)} {heatmaps}",
-            "deps": [f"{d}/maps" for d in run_dirs] + EVALUATE_CODE,
-            "outs": [_uncached(f"{d}/metrics.csv") for d in run_dirs]
-            + [_uncached(f"{RUNS}/{r}/heatmaps") for r in main_runs(params)],
-            "metrics": [_uncached(f"{d}/metrics.json") for d in run_dirs],
+            "foreach": "${runs}",
+            "do": {
+                "cmd": f"cnc evaluate {RUN} --${{item.heatmaps}}",
+                "deps": [f"{RUN}/maps", *code.EVALUATE],
+                "outs": [_uncached(f"{RUN}/{METRICS_CSV}")],
+                "metrics": [_uncached(f"{RUN}/{METRICS_JSON}")],
+            },
         },
         "report": {
             "cmd": "cnc report --params params.yaml",
-            "deps": [f"{d}/metrics.json" for d in run_dirs]
-            + [f"{d}/train_log.csv" for d in run_dirs]
-            + REPORT_CODE,
+            "deps": [f"{runs_dir(SCALE)}/{n}/{METRICS_JSON}" for n in names]
+            + [f"{runs_dir(SCALE)}/{n}/{TRAIN_LOG}" for n in names]
+            + list(code.REPORT),
             "params": ["scale", "seeds", "main", "experiments"],
-            "outs": [  # summary.json and fig4.csv are listed as metrics and plots
-                _uncached(f"{reports}/{f}")
-                for f in REPORT_FILES
-                if f not in ("summary.json", "fig4.csv")
-            ]
-            + [_uncached(f"{figures}/{f}") for f in FIGURE_FILES],
+            "outs": [_uncached(f"{reports}/{f}") for f in report_files() if f not in listed]
+            + [_uncached(f"{figures}/{f}") for f in figure_files()],
             "metrics": [_uncached(f"{reports}/summary.json")],
             "plots": [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")],
         },
@@ -94,5 +87,35 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(params: dict[str, Any]) -> str:
-    body = yaml.safe_dump({"stages": stages(params)}, sort_keys=False, width=1000)
+    drawn = set(heatmap_runs(params))
+    flag = {True: "heatmaps", False: "no-heatmaps"}  # `cnc evaluate --heatmaps/--no-heatmaps`
+    runs = {n: {"heatmaps": flag[n in drawn]} for n in grid_points(params)}
+    body = yaml.safe_dump(
+        {"vars": [{"runs": runs}], "stages": stages(params)}, sort_keys=False, width=1000
+    )
     return HEADER + body
+
+
+def write(params: dict[str, Any], path: Path, check: bool = False) -> bool:
+    """Write dvc.yaml for `params`; with `check`, only compare. True when it was stale."""
+    text = render(params)
+    stale = not Path(path).is_file() or Path(path).read_text() != text
+    if stale and not check:
+        write_text(path, text)
+        return False
+    return stale
+
+
+def lock_problems(lock: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """Where a dvc.lock records a params.yaml value other than `params` holds."""
+    problems = []
+    for stage, entry in (lock.get("stages") or {}).items():
+        for dotted, recorded in (entry.get("params") or {}).get("params.yaml", {}).items():
+            node: Any = params
+            for key in dotted.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            if node != recorded:
+                problems.append(
+                    f"dvc.lock: {stage} records {dotted} = {recorded!r}, params.yaml has {node!r}"
+                )
+    return problems

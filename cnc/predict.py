@@ -7,7 +7,7 @@ the top, so an overlay that saturates is hotter than anything the model saw as n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from cnc.data.dataset import AnomalyDataset
 from cnc.data.layout import Sample
 from cnc.errors import AlreadyExistsError, BadFileError, UsageError
+from cnc.evaluation.maps import image_scores_from_maps
 from cnc.infer import (
-    CALIBRATION,
-    InferConfig,
     calibrate,
     load_run,
     pick_device,
@@ -28,7 +27,7 @@ from cnc.infer import (
     score_batch,
 )
 from cnc.io import atomic_path, write_json
-from cnc.maps import image_scores_from_maps
+from cnc.runs import CALIBRATION
 
 
 @dataclass(frozen=True)
@@ -80,9 +79,12 @@ def predict(
     run = load_run(run_dir, pick_device(device))
     calibration = read_calibration(run_dir)
     if calibration is None:  # computed once per run, on its training images
-        calibration = calibrate(run, InferConfig())
+        calibration = calibrate(run, run.settings.infer)
         write_json(run_dir / CALIBRATION, calibration)
-    config = InferConfig(map_size=calibration["map_size"], sigma=calibration["smoothing_sigma"])
+    # Scored as the calibration was, so the colour scale fits.
+    infer = replace(
+        run.settings.infer, map_size=calibration["map_size"], sigma=calibration["smoothing_sigma"]
+    )
     mean, std = run.encoder.mean_std
     samples = [Sample("new", "test", "unknown", path, None) for path in images]
     dataset = AnomalyDataset(samples, run.encoder.resolution, mean=mean, std=std)
@@ -90,7 +92,7 @@ def predict(
     results = []
     with torch.no_grad():
         for index, (path, target) in enumerate(zip(images, targets, strict=True)):
-            maps = score_batch(run, dataset[index]["image"][None], config)
+            maps = score_batch(run, dataset[index]["image"][None], infer)
             score = float(image_scores_from_maps(maps)[0])
             relative = score / high if high > 0 else float("inf")
             title = f"score {score:.3g} ({relative:.2f} x max normal training score)"

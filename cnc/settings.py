@@ -1,26 +1,26 @@
-"""A run's settings: plain dataclasses, free of torch, so the workflow, the grid and the
-reports load them in a fraction of a second. The modules that act on them import them
-from here (model.cnc: ModelConfig, model.build: ArchConfig, train: TrainConfig,
-infer: InferConfig)."""
+"""A run's settings: one object per job, torch-free so the workflow loads it fast.
+
+`RunSettings` has five sections, each a frozen dataclass: `data` (what is trained on),
+`backbone` (the frozen encoder), `model` (the method's switches and hyperparameters),
+`train` and `infer`, plus the `seed`. Every default is written once, as a dataclass
+field below (the paper's values where the paper gives one); params.yaml, `--settings`
+and `--set key=value` only override. Types and ranges live in cnc/schema.yaml and are
+checked whenever a section is built, whatever the source.
+
+The same dictionary shape is a run's `config.json`, the workflow's `--settings` and the
+`--set` keys (`model.gamma=0.2`, `train.epochs=3`, `backbone.name=ViT-B-16`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from cnc.errors import SettingsError, UserError
+import yaml
 
-# What a run folder holds.
-CONFIG = "config.json"
-TRAIN_LOG = "train_log.csv"
-CHECKPOINT = "checkpoint.pt"  # resumable state while training runs
-FINAL = "model.pt"  # the finished run
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
-HEATMAPS_DIR = "heatmaps"
-PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training lengths
-MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
-IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
+from cnc.errors import SettingsError, UserError
+from cnc.schema import validate
 
 PAPER_BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
 TINY_PREFIX = "cnc-tiny-"
@@ -32,6 +32,9 @@ DEFAULT_TAPS = {
     "ViT-L-14-336": (8, 16, 24),
 }
 TINY_TAPS = (2, 4, 6)
+PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training length per dataset
+MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
+IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
 
 
 class BackboneError(UserError):
@@ -47,110 +50,107 @@ def default_taps(backbone: str) -> tuple[int, int, int]:
         return TINY_TAPS
     if backbone not in DEFAULT_TAPS:
         raise BackboneError(
-            f"backbone {backbone!r} has no default taps; give three block numbers (--taps) "
-            f"or choose one of {', '.join(PAPER_BACKBONES)}"
+            f"backbone {backbone!r} has no default taps; give three block numbers "
+            f"(--set backbone.taps=[i,j,k]) or choose one of {', '.join(PAPER_BACKBONES)}"
         )
     return DEFAULT_TAPS[backbone]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The method's switches and hyperparameters (paper values as defaults)."""
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, recursively: the form of JSON, YAML and the schema."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
-    mlf: bool = True
-    cnc: bool = True
+
+class _Section:
+    """A validated, frozen group of settings named after its `$defs` entry."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # lists from JSON or YAML become tuples (hashable, frozen)
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        validate(self.to_dict(), "settings", self.SECTION, f"{self.SECTION}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class DataSettings(_Section):
+    """What a run trains and is tested on: an MVTec-layout folder."""
+
+    SECTION = "data"
+    dataset: str  # mvtec, visa, synthetic or a name of your own (reports and paper epochs)
+    root: str
+    classes: tuple[str, ...] | None = None  # None: every class folder of the root
+
+
+@dataclass(frozen=True)
+class BackboneSettings(_Section):
+    """The frozen CLIP encoder."""
+
+    SECTION = "backbone"
+    name: str = "ViT-L-14-336"  # the paper's backbone (open_clip name, or cnc-tiny-<name>)
+    weights: str = "openai"  # "openai", "random" or a checkpoint file
+    resolution: int = 224  # the paper's input size
+    taps: tuple[int, int, int] | None = None  # None: the backbone's default (DEFAULT_TAPS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Stored resolved, so a run's settings say which blocks were tapped.
+        object.__setattr__(self, "taps", tuple(self.taps or default_taps(self.name)))
+
+
+@dataclass(frozen=True)
+class ModelSettings(_Section):
+    """The method's switches and hyperparameters (the paper's values as defaults)."""
+
+    SECTION = "model"
+    mlf: bool = True  # multi-layer fusion (eq. 12)
+    constraint: bool = True  # the cross-modal normality constraint (prompts, eqs. 4-11)
     moe_experts: int = 5  # T; 0 means no MoE ("None" in Table 4)
     moe_top_k: int = 2  # K
     prompt_tokens: int = 12
     tau: float = 0.001
     gamma: float = 0.1
     theta: int = 5
-    noise_std: float = 0.1
-    mlf_dropout: float = 0.1
-    expert_hidden_ratio: float = 1.0
-    decoder_head_width: int = 64
+    noise_std: float = 0.1  # not in the paper: docs/REPRODUCTION.md
+    mlf_dropout: float = 0.1  # not in the paper
+    expert_hidden_ratio: float = 1.0  # not in the paper
+    decoder_head_width: int = 64  # not in the paper
 
     def __post_init__(self) -> None:
-        if self.moe_experts < 0:
-            raise SettingsError(f"moe_experts={self.moe_experts}: T must be >= 0 (0 = no MoE)")
+        super().__post_init__()
         if self.moe_experts and not 1 <= self.moe_top_k <= self.moe_experts:
             raise SettingsError(
-                f"moe_top_k={self.moe_top_k} with moe_experts={self.moe_experts}: "
+                f"model.moe_top_k={self.moe_top_k} with model.moe_experts={self.moe_experts}: "
                 "K must satisfy 1 <= K <= T"
             )
 
 
 @dataclass(frozen=True)
-class ArchConfig:
-    """What decides the network: backbone, weights, input size, taps and the method."""
-
-    backbone: str
-    weights: str = "openai"  # "openai", "random" or a checkpoint file
-    resolution: int = 224
-    taps: tuple[int, int, int] | None = None  # None: the backbone's default
-    model: ModelConfig = field(default_factory=ModelConfig)
-    seed: int = 0  # also seeds the random weights of "random" encoders
-
-    def __post_init__(self) -> None:
-        # Stored resolved, so a run's settings say which blocks were tapped.
-        taps = tuple(self.taps) if self.taps else default_taps(self.backbone)
-        object.__setattr__(self, "taps", taps)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["taps"] = list(self.taps)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ArchConfig:
-        data = dict(data)
-        data["model"] = ModelConfig(**data["model"])
-        data["taps"] = tuple(data["taps"]) if data.get("taps") else None
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    arch: ArchConfig
-    dataset: str
-    data_root: str
-    epochs: int
-    classes: tuple[str, ...] | None = None
+class TrainSettings(_Section):
+    SECTION = "train"
+    epochs: int | None = None  # None: the paper's for the dataset (PAPER_EPOCHS)
     batch_size: int = 8
     lr: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[float, float] = (0.5, 0.999)  # not in the paper: docs/REPRODUCTION.md
     checkpoint_every: int = 10
-    cache: str = "auto"  # auto, memory, disk or off (re-encode every step)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise SettingsError("epochs, batch_size and checkpoint_every must be >= 1")
-        if self.cache not in ("auto", "memory", "disk", "off"):
-            raise SettingsError(f"cache={self.cache!r}: choose auto, memory, disk or off")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["arch"] = self.arch.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        data["arch"] = ArchConfig.from_dict(data["arch"])
-        data["classes"] = tuple(data["classes"]) if data.get("classes") else None
-        data["betas"] = tuple(data["betas"])
-        return cls(**data)
+    cache: str = "auto"  # feature cache: auto, memory, disk or off (re-encode every step)
 
 
 @dataclass(frozen=True)
-class InferConfig:
+class InferSettings(_Section):
+    SECTION = "infer"
     map_size: int = 256  # evaluation size of every map, whatever the input resolution
     sigma: float = 4.0  # Gaussian smoothing in map pixels; 0 = none
     batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.map_size < 8 or self.sigma < 0 or self.batch_size < 1:
-            raise SettingsError("map_size must be >= 8, sigma >= 0 and batch_size >= 1")
 
     def protocol(self) -> dict[str, Any]:
         return {
@@ -159,3 +159,95 @@ class InferConfig:
             "mask_rule": MASK_RULE,
             "image_score": IMAGE_SCORE_RULE,
         }
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataSettings,
+    "backbone": BackboneSettings,
+    "model": ModelSettings,
+    "train": TrainSettings,
+    "infer": InferSettings,
+}
+# What may change between an interrupted run and its continuation.
+RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.cache")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one job (a run: training, then its test maps) depends on."""
+
+    data: DataSettings
+    backbone: BackboneSettings = field(default_factory=BackboneSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    infer: InferSettings = field(default_factory=InferSettings)
+    seed: int = 0  # model initialisation, random encoder weights, order and noise
+
+    def __post_init__(self) -> None:
+        if self.train.epochs is None:  # stored resolved, as the taps
+            if self.data.dataset not in PAPER_EPOCHS:
+                raise SettingsError(
+                    f"train.epochs: required for dataset {self.data.dataset!r} (the paper "
+                    f"trains {', '.join(f'{d} {e}' for d, e in PAPER_EPOCHS.items())})"
+                )
+            epochs = PAPER_EPOCHS[self.data.dataset]
+            object.__setattr__(self, "train", replace(self.train, epochs=epochs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name).to_dict() for name in SECTIONS}, "seed": self.seed}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "settings") -> RunSettings:
+        """Settings from their dictionary form; missing keys take their defaults."""
+        validate(data, source, "run")
+        if "data" not in data:
+            raise SettingsError(
+                f"{source}: data.dataset and data.root are required (e.g. --set data.root=PATH "
+                "--set data.dataset=mvtec), or train a run of the grid with --run NAME"
+            )
+        sections = {name: SECTIONS[name](**data[name]) for name in SECTIONS if name in data}
+        return cls(**sections, seed=data.get("seed", 0))
+
+    def with_overrides(self, overrides: list[str]) -> RunSettings:
+        """A copy with `section.key=value` assignments applied (values read as YAML)."""
+        if not overrides:
+            return self
+        return RunSettings.from_dict(apply_overrides(self.to_dict(), overrides), "--set")
+
+    def identity(self, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What decides the trained weights (everything but inference), less `ignore`."""
+        data = self.to_dict()
+        del data["infer"]
+        for dotted in ignore:
+            section, key = dotted.split(".")
+            del data[section][key]
+        return data
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """`model.gamma=0.2` -> (["model", "gamma"], 0.2); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SettingsError(f"--set {text!r}: expected section.key=value, e.g. model.gamma=0.2")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`base` (a settings dictionary) with each assignment applied to a deep copy."""
+    result = json.loads(json.dumps(base))
+    for text in overrides:
+        path, value = parse_assignment(text)
+        node = result
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"--set {text!r}: {key} is not a section")
+        node[path[-1]] = value
+    return result

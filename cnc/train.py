@@ -10,7 +10,6 @@ uninterrupted run.
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import shutil
 import tempfile
@@ -22,19 +21,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cnc.data.dataset import AnomalyDataset, open_split
-from cnc.errors import AlreadyExistsError, MissingFileError, UserError
-from cnc.io import atomic_path, write_json
+from cnc import code
+from cnc.data.dataset import AnomalyDataset, run_split
+from cnc.errors import AlreadyExistsError
+from cnc.io import atomic_path
 from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.build import build, encoder_fingerprint
-from cnc.model.cnc import CNC
-from cnc.settings import CHECKPOINT, CONFIG, FINAL, TRAIN_LOG, TrainConfig
+from cnc.model.network import CNCNetwork
+from cnc.runs import (
+    CHECKPOINT,
+    FEATURE_CACHE_PREFIX,
+    FINAL,
+    TRAIN_LOG,
+    TrainingError,
+    load_checkpoint,
+    save_checkpoint,
+    write_settings,
+)
+from cnc.settings import RESUMABLE_CHANGES, RunSettings
 
 MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
-
-
-class TrainingError(UserError):
-    """A run cannot train or continue; the message says why and what to do."""
 
 
 # ----------------------------------------------------------------------------- features
@@ -94,7 +100,7 @@ class FeatureCache(FeatureSource):
                 np.empty(shape_patches, np.float32),
             )
         else:
-            cleanup = Path(tempfile.mkdtemp(prefix=".feature-cache-", dir=folder))
+            cleanup = Path(tempfile.mkdtemp(prefix=FEATURE_CACHE_PREFIX, dir=folder))
             store_cls = np.lib.format.open_memmap(cleanup / "cls.npy", "w+", np.float32, shape_cls)
             store_patches = np.lib.format.open_memmap(
                 cleanup / "patches.npy", "w+", np.float32, shape_patches
@@ -145,7 +151,7 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator, noise: torch
 
 
 def run_epoch(
-    model: CNC,
+    model: CNCNetwork,
     encoder: FrozenCLIP,
     features: FeatureSource,
     optimizer: torch.optim.Optimizer,
@@ -185,53 +191,28 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
-def save_checkpoint(path: Path, **state: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _reusable(final: dict[str, Any], settings: RunSettings) -> bool:
+    """A finished run is reused only when trained with the same settings (inference
+    aside) by the same code."""
+    same = final["settings"].identity() == settings.identity()
+    return same and final.get("code") == code.fingerprint(code.TRAIN)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    if not Path(path).is_file():
-        raise MissingFileError(f"{path}: no checkpoint; train the run first (`cnc train`)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for a damaged file
-        raise TrainingError(f"{path}: cannot read the checkpoint ({exc})") from None
+def _resumable(checkpoint: dict[str, Any], settings: RunSettings) -> bool:
+    """The epoch count may change as long as the checkpoint lies before the end."""
+    ignore = RESUMABLE_CHANGES
+    same = checkpoint["settings"].identity(ignore) == settings.identity(ignore)
+    return same and checkpoint["epoch"] < settings.train.epochs
 
 
-def _compatible(checkpoint: dict[str, Any], config: TrainConfig) -> bool:
-    """Settings that change the result must match; the epoch count may change as long as
-    the checkpoint lies before the end."""
-    ignore = ("epochs", "checkpoint_every", "cache")
-    saved = checkpoint["config"]
-    same = all(saved.get(k) == v for k, v in config.to_dict().items() if k not in ignore)
-    return same and checkpoint["epoch"] < config.epochs
-
-
-def code_fingerprint() -> str:
-    """A hash of the code that decides a run's weights: a finished run is reused only
-    when it was trained by the same code (a stale model is never passed off as new)."""
-    package = Path(__file__).parent
-    files = [*sorted((package / "model").glob("*.py")), package / "train.py"]
-    files.append(package / "data" / "dataset.py")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _reusable(final: dict[str, Any], config: TrainConfig) -> bool:
-    return final["config"] == config.to_dict() and final.get("code") == code_fingerprint()
-
-
-def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
+def _start_state(out_dir: Path, settings: RunSettings, resume: bool, force: bool):
     """What to do with the run folder: ("reuse", final state), ("resume", checkpoint) or
     ("new", None) after clearing what was there. Refuses to discard anything unless
     `force` is given."""
     final, ckpt = out_dir / FINAL, out_dir / CHECKPOINT
     if final.exists():
         state = load_checkpoint(final)
-        if resume and _reusable(state, config):
+        if resume and _reusable(state, settings):
             return "reuse", state
         if not force:
             why = "was trained with other settings or code" if resume else "is trained"
@@ -239,7 +220,7 @@ def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
     elif ckpt.exists():
         if resume:
             previous = load_checkpoint(ckpt)
-            if _compatible(previous, config):
+            if _resumable(previous, settings):
                 return "resume", previous
             if not force:
                 raise TrainingError(
@@ -251,13 +232,13 @@ def _start_state(out_dir: Path, config: TrainConfig, resume: bool, force: bool):
             )
     for path in (final, ckpt, out_dir / TRAIN_LOG):
         path.unlink(missing_ok=True)
-    for stale in out_dir.glob(".feature-cache-*"):  # left by a killed run
+    for stale in out_dir.glob(f"{FEATURE_CACHE_PREFIX}*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     return "new", None
 
 
 def train(
-    config: TrainConfig,
+    settings: RunSettings,
     out_dir: Path,
     resume: bool = False,
     force: bool = False,
@@ -274,18 +255,19 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    action, previous = _start_state(out_dir, config, resume, force)
+    action, previous = _start_state(out_dir, settings, resume, force)
+    write_settings(out_dir, settings)
     if action == "reuse":
         _write_log(out_dir / TRAIN_LOG, previous["history"])
         return previous
     ckpt_path = out_dir / CHECKPOINT
-    write_json(out_dir / CONFIG, config.to_dict())
+    schedule = settings.train
 
-    torch.manual_seed(config.arch.seed)
-    encoder, model = build(config.arch, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
-    shuffle = torch.Generator().manual_seed(config.arch.seed)
-    noise = torch.Generator(device=device).manual_seed(config.arch.seed + 1)
+    torch.manual_seed(settings.seed)
+    encoder, model = build(settings, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=schedule.betas)
+    shuffle = torch.Generator().manual_seed(settings.seed)
+    noise = torch.Generator(device=device).manual_seed(settings.seed + 1)
     history: list[dict[str, float]] = []
     start = 0
     if previous is not None:
@@ -293,38 +275,33 @@ def train(
         optimizer.load_state_dict(previous["optimizer"])
         history, start = previous["history"], previous["epoch"]
 
-    mean, std = encoder.mean_std
-    classes = list(config.classes) if config.classes else None
-    dataset = open_split(
-        Path(config.data_root), "train", encoder.resolution, classes, mean=mean, std=std
-    )
+    dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
     if len(dataset) == 0:
-        raise TrainingError(f"{config.data_root}: no training images")
-    if config.cache == "off":
+        raise TrainingError(f"{settings.data.root}: no training images")
+    if schedule.cache == "off":
         features: FeatureSource = Reencode(encoder, dataset, device)
     else:
         features = FeatureCache.build(
-            encoder, dataset, device, config.cache, out_dir, progress=progress
+            encoder, dataset, device, schedule.cache, out_dir, progress=progress
         )
     if previous is not None:  # after the cache: its DataLoader draws from the global RNG
         _set_rng_state(previous["rng"], shuffle, noise)
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {
-            "format": 1,
-            "config": config.to_dict(),
+            "settings": settings.to_dict(),
             "epoch": epoch,
-            "complete": epoch == config.epochs,
+            "complete": epoch == schedule.epochs,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng": _rng_state(shuffle, noise),
             "history": history,
             "encoder_fingerprint": encoder_fingerprint(encoder),
-            "code": code_fingerprint(),
+            "code": code.fingerprint(code.TRAIN),
         }
 
     try:
-        for epoch in range(start, config.epochs):
+        for epoch in range(start, schedule.epochs):
             began = time.perf_counter()
             order = torch.randperm(len(dataset), generator=shuffle)
             terms = run_epoch(
@@ -333,7 +310,7 @@ def train(
                 features,
                 optimizer,
                 order,
-                config.batch_size,
+                schedule.batch_size,
                 epoch,
                 noise,
                 progress,
@@ -343,17 +320,17 @@ def train(
             )
             _write_log(out_dir / TRAIN_LOG, history)
             done = epoch + 1
-            if done % config.checkpoint_every == 0 and done < config.epochs:
-                save_checkpoint(ckpt_path, **snapshot(done))
+            if done % schedule.checkpoint_every == 0 and done < schedule.epochs:
+                save_checkpoint(ckpt_path, snapshot(done))
             if progress:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
-                tqdm.write(f"epoch {done}/{config.epochs}: {shown}")
+                tqdm.write(f"epoch {done}/{schedule.epochs}: {shown}")
     finally:
         if isinstance(features, FeatureCache):
             features.close()
     # The finished run keeps what inference and reuse need; the optimiser and generator
     # states (twice the weights' size) are only needed to resume.
-    state = {k: v for k, v in snapshot(config.epochs).items() if k not in ("optimizer", "rng")}
-    save_checkpoint(out_dir / FINAL, **state)
+    state = {k: v for k, v in snapshot(schedule.epochs).items() if k not in ("optimizer", "rng")}
+    save_checkpoint(out_dir / FINAL, state)
     ckpt_path.unlink(missing_ok=True)
-    return state
+    return {**state, "settings": settings}

@@ -42,12 +42,12 @@ def test_a_user_error_is_one_message_without_traceback(tmp_path):
 
 
 def test_an_internal_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    import cnc.evaluate
+    import cnc.evaluation.evaluate
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(cnc.evaluate, "evaluate_run", broken)
+    monkeypatch.setattr(cnc.evaluation.evaluate, "evaluate_run", broken)
     result = runner.invoke(app, ["evaluate", str(tmp_path)])
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError)  # not swallowed into "error: ..."

@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnc.cli import app
-from cnc.evaluate import evaluate_run, summarise
-from cnc.heatmaps import colour_scale
-from cnc.maps import ClassMaps, read_class_maps, write_class_maps, write_protocol
-from cnc.metrics import METRICS, class_metrics
+from cnc.evaluation.evaluate import evaluate_run, summarise
+from cnc.evaluation.heatmaps import colour_scale
+from cnc.evaluation.maps import ClassMaps, read_class_maps, write_class_maps, write_protocol
+from cnc.evaluation.metrics import METRICS, class_metrics
 
 runner = CliRunner()
 PROTOCOL = {"map_size": 16, "mask_rule": "test", "image_score": "max", "smoothing_sigma": 4}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 
 import pytest
 import yaml
 
-from cnc import grid
-from cnc.config import PROJECT, ConfigError, validate_params
+from cnc import experiments, grid, schema
+from cnc.code import ROOT
+from cnc.errors import SettingsError
+from cnc.params import validate_params
+from cnc.settings import SECTIONS, RunSettings
 
-PARAMS = yaml.safe_load((PROJECT / "params.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 MAIN = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-s0"
 
 
@@ -26,7 +30,7 @@ def params(**changes):
 
 
 def test_the_main_run_is_shared_by_tables_1_2_4_and_fig4():
-    c = grid.cells(PARAMS)
+    c = experiments.cells(PARAMS)
     assert c["table1"][0].runs == (MAIN,)
     assert next(x for x in c["table2"] if x.row == "vii").runs == (MAIN,)
     assert next(x for x in c["table4"] if (x.row, x.column) == ("T=5", "K=2")).runs == (MAIN,)
@@ -45,11 +49,13 @@ def test_grid_size_and_seeds():
     assert sum(1 for n in points if n.startswith("visa-")) == 1
     two = grid.grid_points(params(seeds=[0, 1]))
     assert len(two) == 86 and {n[-2:] for n in two} == {"s0", "s1"}
-    assert all(len(c.runs) == 2 for t in grid.cells(params(seeds=[0, 1])).values() for c in t)
+    assert all(
+        len(c.runs) == 2 for t in experiments.cells(params(seeds=[0, 1])).values() for c in t
+    )
 
 
 def test_table4_cells_are_every_t_and_k_with_k_at_most_t():
-    t4 = grid.cells(PARAMS)["table4"]
+    t4 = experiments.cells(PARAMS)["table4"]
     pairs = [(c.row, c.column) for c in t4[1:]]
     assert len(pairs) == 21 and ("T=2", "K=3") not in pairs and ("T=6", "K=6") in pairs
     assert t4[0].row == "None" and t4[0].points[0].experts == 0
@@ -57,39 +63,35 @@ def test_table4_cells_are_every_t_and_k_with_k_at_most_t():
 
 def test_smoke_scale_resolves_to_tiny_backbones_on_synthetic_data():
     point = grid.grid_points(PARAMS)[MAIN]
-    config = grid.train_config(PARAMS, point)
-    assert config.arch.backbone == "cnc-tiny-ViT-L-14-336"
-    assert config.arch.weights == "random"
-    assert config.arch.resolution == 112
-    assert config.dataset == "synthetic" and config.data_root == "data/synthetic"
-    assert config.arch.model.theta == PARAMS["scales"]["smoke"]["model"]["theta"]
-    assert grid.infer_config(PARAMS).map_size == 128
+    s = grid.run_settings(PARAMS, point)
+    assert (s.backbone.name, s.backbone.weights) == ("cnc-tiny-ViT-L-14-336", "random")
+    assert s.backbone.resolution == 112 and s.backbone.taps == (2, 4, 6)
+    assert (s.data.dataset, s.data.root) == ("synthetic", "data/synthetic")
+    assert s.model.theta == PARAMS["scales"]["smoke"]["model"]["theta"]
+    assert s.train.epochs == 3 and s.infer.map_size == 128
 
 
 def test_paper_scale_resolves_to_the_papers_settings():
     p = params(scale="paper")
     points = grid.grid_points(p)
     assert set(points) == set(grid.grid_points(PARAMS))  # same names at both scales
-    main = grid.train_config(p, points[MAIN])
-    assert (main.arch.backbone, main.arch.weights, main.arch.resolution) == (
-        "ViT-L-14-336",
-        "openai",
-        224,
-    )
-    assert main.dataset == "mvtec" and main.epochs == 250
-    assert main.arch.taps == (8, 16, 24)
-    assert (main.batch_size, main.lr) == (8, 0.001)
-    model = main.arch.model
+    main = grid.run_settings(p, points[MAIN])
+    b = main.backbone
+    assert (b.name, b.weights, b.resolution, b.taps) == ("ViT-L-14-336", "openai", 224, (8, 16, 24))
+    assert main.data.dataset == "mvtec" and main.train.epochs == 250
+    assert (main.train.batch_size, main.train.lr) == (8, 0.001)
+    model = main.model
     assert (model.tau, model.theta, model.gamma, model.prompt_tokens) == (0.001, 5, 0.1, 12)
-    visa = grid.train_config(p, points["visa-vitl14_336-r224-mlf-cnc-moeT5K2-s0"])
-    assert visa.dataset == "visa" and visa.epochs == 200
-    assert grid.infer_config(p).map_size == 256
+    assert (model.moe_experts, model.moe_top_k) == (5, 2)
+    visa = grid.run_settings(p, points["visa-vitl14_336-r224-mlf-cnc-moeT5K2-s0"])
+    assert visa.data.dataset == "visa" and visa.train.epochs == 200
+    assert main.infer.map_size == 256
     assert grid.run_dir(p, MAIN) == f"results/runs/paper/{MAIN}"
 
 
 def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_run():
     bad = params(main__experts=2, main__top_k=3)
-    with pytest.raises(ConfigError, match=r"run mvtec-.*moeT2K3.*K must satisfy 1 <= K <= T"):
+    with pytest.raises(SettingsError, match=r"run mvtec-.*moeT2K3.*K must satisfy 1 <= K <= T"):
         grid.check_grid(bad)
 
 
@@ -97,20 +99,21 @@ def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_run():
     ("change", "message"),
     [
         ({"main__backbone": "ViT-L-14-999"}, "main.backbone"),
-        ({"scales__smoke__epochs__mvtec": 0}, "scales.smoke.epochs.mvtec"),
+        ({"scales__smoke__train__epochs": 0}, "scales.smoke.train.epochs"),
         ({"experiments__table2__rows__i": [True, False]}, "experiments.table2.rows.i"),
-        ({"model__lambda": 1.0}, "model"),
+        ({"model": {"lambda": 1.0}}, "model.lambda: unknown key"),
+        ({"scales__smoke__resolution_divisor": 0}, "scales.smoke.resolution_divisor"),
         ({"seeds": []}, "seeds"),
     ],
 )
 def test_schema_errors_name_the_key(change, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SettingsError, match=message):
         validate_params(params(**change))
 
 
 def test_a_resolution_the_divisor_does_not_divide_is_an_error():
     bad = params(scales__smoke__resolution_divisor=3)
-    with pytest.raises(ConfigError, match=r"resolution_divisor: 3 does not divide"):
+    with pytest.raises(SettingsError, match=r"resolution_divisor: 3 does not divide"):
         grid.check_grid(bad)
 
 
@@ -119,3 +122,47 @@ def test_names_are_unique_and_readable():
     assert len(set(names)) == len(names)
     assert "mvtec-vitb32-r128-mlf-cnc-moeT5K2-s0" in names
     assert "mvtec-vitl14_336-r224-nomlf-nocnc-nomoe-s0" in names
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_the_schema_keys_of_a_section_are_its_settings_fields(section):
+    """One home per setting: the schema lists exactly the dataclass's fields."""
+    assert schema.properties(section) == [f.name for f in fields(SECTIONS[section])]
+
+
+def test_params_overrides_are_layered_top_level_then_scale_then_grid():
+    p = params(model={"gamma": 0.3, "theta": 7}, train={"lr": 0.01})
+    s = grid.run_settings(p, grid.grid_points(p)[MAIN])
+    assert s.model.gamma == 0.3 and s.train.lr == 0.01
+    assert s.model.theta == 1  # the smoke scale's own override wins over the top level
+    assert s.model.mlf and s.model.moe_experts == 5  # decided by the grid point
+    defaults = RunSettings.from_dict({"data": {"dataset": "mvtec", "root": "x"}})
+    assert s.model.tau == defaults.model.tau  # not given anywhere: the one default
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"model": {"mlf": False}}, "model.mlf"),
+        ({"scales__smoke__backbone": {"weights": "random", "name": "x"}}, None),
+        ({"model": {"moe_top_k": 3}}, "model.moe_top_k"),
+    ],
+)
+def test_a_setting_the_grid_decides_cannot_be_overridden(change, key):
+    bad = params(**change)
+    if key is None:  # the schema already refuses a backbone name in an override
+        with pytest.raises(SettingsError, match=r"scales\.smoke\.backbone\.name: unknown key"):
+            validate_params(bad)
+        return
+    with pytest.raises(SettingsError, match=rf"{key}: set by the grid"):
+        grid.check_grid(bad)
+
+
+def test_every_run_listed_with_its_folder_and_settings():
+    listing = grid.describe_runs(PARAMS)
+    assert len(listing) == 43
+    entry = listing[MAIN]
+    assert entry["dir"] == f"results/runs/smoke/{MAIN}"
+    assert RunSettings.from_dict(entry["settings"]) == grid.run_settings(
+        PARAMS, grid.grid_points(PARAMS)[MAIN]
+    )

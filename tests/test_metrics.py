@@ -9,7 +9,7 @@ import pytest
 from skimage.measure import label as connected_components
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from cnc.metrics import METRICS, MetricError, class_metrics
+from cnc.evaluation.metrics import METRICS, MetricError, class_metrics
 
 
 def slow_aupro(maps, masks, limit=0.3):

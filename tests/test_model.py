@@ -10,20 +10,22 @@ import pytest
 import torch
 from torch import nn
 
+from cnc.evaluation.maps import image_scores_from_maps
 from cnc.infer import smooth
-from cnc.maps import image_scores_from_maps
 from cnc.model import fnp, losses, moe
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build
-from cnc.model.cnc import CNC
 from cnc.model.decoder import Decoder, perturb
+from cnc.model.network import CNCNetwork
 from cnc.model.prompts import LearnablePrompts, abnormal_prompt, normal_prompt
 from cnc.settings import (
     DEFAULT_TAPS,
     PAPER_BACKBONES,
-    ArchConfig,
     BackboneError,
-    ModelConfig,
+    BackboneSettings,
+    DataSettings,
+    ModelSettings,
+    RunSettings,
     tiny_name,
 )
 
@@ -265,25 +267,25 @@ def test_noise_is_scaled_by_each_tokens_std():
 
 def test_k_larger_than_t_is_a_config_error():
     with pytest.raises(ValueError, match="K must satisfy 1 <= K <= T"):
-        ModelConfig(moe_experts=2, moe_top_k=3)
-    with pytest.raises(ValueError, match="T must be >= 0"):
-        ModelConfig(moe_experts=-1)
-    ModelConfig(moe_experts=0, moe_top_k=9)  # no MoE: K is unused
+        ModelSettings(moe_experts=2, moe_top_k=3)
+    with pytest.raises(ValueError, match=r"model\.moe_experts: -1 is less than the minimum of 0"):
+        ModelSettings(moe_experts=-1)
+    ModelSettings(moe_experts=0, moe_top_k=9)  # no MoE: K is unused
 
 
 @pytest.mark.parametrize(
-    ("mlf", "cnc", "experts"),
+    ("mlf", "constraint", "experts"),
     [(True, True, 5), (False, True, 5), (True, False, 0), (False, False, 1)],
 )
-def test_switches_change_the_modules_and_the_terms(tiny_encoder, mlf, cnc, experts):
-    config = ModelConfig(mlf=mlf, cnc=cnc, moe_experts=experts, moe_top_k=1)
-    model = CNC(tiny_encoder, config)
+def test_switches_change_the_modules_and_the_terms(tiny_encoder, mlf, constraint, experts):
+    config = ModelSettings(mlf=mlf, constraint=constraint, moe_experts=experts, moe_top_k=1)
+    model = CNCNetwork(tiny_encoder, config)
     assert model.fusion.proj.in_features == (3 if mlf else 1) * tiny_encoder.width
-    assert (model.prompts is not None) == cnc
+    assert (model.prompts is not None) == constraint
     assert (model.moe is not None) == bool(experts)
     taps = tiny_encoder.encode_taps(torch.randn(2, 3, 64, 64))
     terms = model(tiny_encoder, taps).terms
-    assert ("c1" in terms) == cnc
+    assert ("c1" in terms) == constraint
     if not experts:
         assert terms["moe"].item() == 0.0
     expected = terms["distill"] + terms["constraint"] + terms["moe"]
@@ -332,8 +334,8 @@ def test_paper_backbones_tap_shapes_at_every_resolution(backbone, resolution):
 
 def test_real_architecture_full_model_forward_on_cpu():
     """ViT-B-32 (the cheapest paper backbone) with random weights, a real forward pass."""
-    arch = ArchConfig(backbone="ViT-B-32", weights="random", resolution=128, seed=0)
-    encoder, model = build(arch)
+    backbone = BackboneSettings(name="ViT-B-32", weights="random", resolution=128)
+    encoder, model = build(RunSettings(DataSettings("mvtec", "unused"), backbone))
     taps = encoder.encode_taps(torch.randn(1, 3, 128, 128))
     out = model(encoder, taps, epoch=6)
     assert out.f_star.shape == (1, 3, 16, 768)
@@ -362,7 +364,7 @@ def test_checkpoint_file_weights_interpolate_the_position_embedding(tmp_path):
 
 def test_frozen_encoders_get_no_gradient_trainables_do(tiny_encoder):
     torch.manual_seed(0)
-    model = CNC(tiny_encoder, ModelConfig(moe_experts=2, moe_top_k=2))
+    model = CNCNetwork(tiny_encoder, ModelSettings(moe_experts=2, moe_top_k=2))
     taps = tiny_encoder.encode_taps(torch.randn(4, 3, 64, 64))
     out = model(tiny_encoder, taps, epoch=10, generator=torch.Generator().manual_seed(0))
     out.terms["total"].backward()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnc.config import ConfigError, load_params, validate_params
+from cnc.errors import SettingsError
+from cnc.params import load_params, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def test_params_yaml_is_valid():
 @pytest.mark.parametrize(
     ("change", "key"),
     [
-        (lambda p: p["data"]["synthetic"].update(sed=1), "data.synthetic"),
+        (lambda p: p["data"]["synthetic"].update(sed=1), "data.synthetic.sed"),
         (lambda p: p["data"]["synthetic"].update(image_size=8), "data.synthetic.image_size"),
         (lambda p: p["data"].update(prepare=["mvtech"]), "data.prepare.0"),
         (lambda p: p.update(scale="huge"), "scale"),
@@ -44,11 +45,18 @@ def test_params_yaml_is_valid():
 def test_schema_errors_name_the_key(change, key):
     params = yaml.safe_load(ROOT.joinpath("params.yaml").read_text())
     change(params)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SettingsError) as info:
         validate_params(params, "params.yaml")
     assert f"\n  {key}:" in str(info.value)
 
 
+def test_a_key_given_twice_in_params_yaml_is_an_error(tmp_path):
+    text = ROOT.joinpath("params.yaml").read_text() + "\nseeds: [1]\n"
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(SettingsError, match="key 'seeds' is given twice"):
+        load_params(tmp_path / "params.yaml")
+
+
 def test_missing_params_file(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(SettingsError, match="not found"):
         load_params(tmp_path / "params.yaml")

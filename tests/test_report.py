@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnc import grid
+from cnc import experiments, grid
 from cnc.cli import app
-from cnc.config import PROJECT
+from cnc.code import ROOT as PROJECT
 from cnc.data.registry import MVTEC_COUNTS
+from cnc.evaluation.metrics import METRICS
 from cnc.io import write_json
-from cnc.metrics import METRICS
 from cnc.report import paper
 from cnc.report.build import write_reports
 from cnc.report.render import Num, mark
@@ -54,7 +54,7 @@ def fake_run(
             "mtotal": float(np.mean(list(mean.values()))),
         },
     )
-    write_json(folder / "config.json", {"dataset": dataset})
+    write_json(folder / "config.json", {"data": {"dataset": dataset, "root": "data"}})
     pd.DataFrame({"epoch": [1, 2], "distill": [1.0, 0.5], "total": [3.0, 2.0]}).to_csv(
         folder / "train_log.csv", index=False
     )
@@ -76,11 +76,11 @@ def smoke_reports(tmp_path_factory):
 
 def test_every_table_and_figure_is_written(smoke_reports):
     root, written = smoke_reports
-    for f in grid.REPORT_FILES:
+    for f in experiments.report_files():
         assert (root / "reports" / f).stat().st_size > 0, f
-    for f in grid.FIGURE_FILES:
+    for f in experiments.figure_files():
         assert (root / "figures" / f).read_bytes()[:4] == b"\x89PNG", f
-    assert len(written) == len(grid.REPORT_FILES) + len(grid.FIGURE_FILES)
+    assert len(written) == len(experiments.report_files()) + len(experiments.figure_files())
 
 
 def test_smoke_reports_say_they_are_not_comparable(smoke_reports):

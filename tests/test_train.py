@@ -17,22 +17,31 @@ from cnc.cli import app
 from cnc.data.dataset import load_mask, open_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
-from cnc.evaluate import evaluate_run
-from cnc.infer import CALIBRATION, infer_run
-from cnc.maps import MAPS_DIR, read_class_maps, read_protocol
+from cnc.evaluation.evaluate import evaluate_run
+from cnc.evaluation.maps import read_class_maps, read_protocol
+from cnc.infer import infer_run
 from cnc.model import losses
 from cnc.model.build import build
 from cnc.predict import predict
-from cnc.settings import (
+from cnc.runs import (
+    CALIBRATION,
     CHECKPOINT,
     FINAL,
+    MAPS_DIR,
     TRAIN_LOG,
-    ArchConfig,
-    InferConfig,
-    ModelConfig,
-    TrainConfig,
+    TrainingError,
+    load_checkpoint,
+    save_checkpoint,
 )
-from cnc.train import FeatureCache, Reencode, TrainingError, load_checkpoint, run_epoch, train
+from cnc.settings import (
+    BackboneSettings,
+    DataSettings,
+    InferSettings,
+    ModelSettings,
+    RunSettings,
+    TrainSettings,
+)
+from cnc.train import FeatureCache, Reencode, run_epoch, train
 
 runner = CliRunner()
 SPEC = SyntheticSpec(
@@ -47,24 +56,14 @@ def data_root(tmp_path_factory):
     return root
 
 
-def config(data_root, **overrides) -> TrainConfig:
-    arch = ArchConfig(
-        backbone="cnc-tiny-ViT-B-16",
-        weights="random",
-        resolution=64,
-        model=ModelConfig(moe_experts=3, moe_top_k=2, theta=1),
-        seed=overrides.pop("seed", 0),
+def config(data_root, seed: int = 0, **train) -> RunSettings:
+    return RunSettings(
+        DataSettings("synthetic", str(data_root)),
+        BackboneSettings(name="cnc-tiny-ViT-B-16", weights="random", resolution=64),
+        ModelSettings(moe_experts=3, moe_top_k=2, theta=1),
+        TrainSettings(**{"epochs": 4, "batch_size": 4, "checkpoint_every": 2, **train}),
+        seed=seed,
     )
-    settings = {
-        "arch": arch,
-        "dataset": "synthetic",
-        "data_root": str(data_root),
-        "epochs": 4,
-        "batch_size": 4,
-        "checkpoint_every": 2,
-        **overrides,
-    }
-    return TrainConfig(**settings)
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
@@ -94,7 +93,7 @@ def test_a_run_writes_the_model_log_and_config_and_removes_the_checkpoint(traine
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert {"distill", "c1", "c2", "constraint", "moe", "total", "seconds"} <= set(rows[0])
     saved = json.loads((trained / "config.json").read_text())
-    assert TrainConfig.from_dict(saved) == config(data_root)
+    assert RunSettings.from_dict(saved) == config(data_root)
     state = load_checkpoint(trained / FINAL)
     assert state["complete"] and state["epoch"] == 4
     assert "optimizer" not in state  # only a checkpoint carries what resuming needs
@@ -107,7 +106,7 @@ def test_same_seed_same_weights_other_seed_other_weights(trained, data_root, tmp
     assert not same_weights(weights(trained), weights(tmp_path / "c"))
 
 
-def interrupt(monkeypatch, settings: TrainConfig, run, at_epoch: int) -> None:
+def interrupt(monkeypatch, settings: RunSettings, run, at_epoch: int) -> None:
     """Train until epoch index `at_epoch` starts, then stop as Ctrl-C would."""
     real = training.run_epoch
 
@@ -152,12 +151,11 @@ def test_a_finished_run_is_reused_only_with_the_same_settings_and_code(
     run = tmp_path / "old-code"
     train(config(data_root, epochs=1), run, progress=False)
     state = load_checkpoint(run / FINAL)
-    state["code"] = "an older version"
-    torch.save(state, run / FINAL)
+    save_checkpoint(run / FINAL, {**state, "settings": state["settings"].to_dict(), "code": "old"})
     with pytest.raises(FileExistsError, match="other settings or code"):
         train(config(data_root, epochs=1), run, resume=True, progress=False)
     train(config(data_root, epochs=1), run, resume=True, force=True, progress=False)
-    assert load_checkpoint(run / FINAL)["code"] != "an older version"
+    assert load_checkpoint(run / FINAL)["code"] != "old"
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(
@@ -169,7 +167,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(
     with pytest.raises(TrainingError, match="other settings; pass --force to start over"):
         train(other, run, resume=True, progress=False)
     train(other, run, resume=True, force=True, progress=False)
-    assert load_checkpoint(run / FINAL)["config"]["lr"] == 5e-4
+    assert load_checkpoint(run / FINAL)["settings"].train.lr == 5e-4
 
 
 def test_resume_may_change_the_number_of_epochs(trained, data_root, tmp_path, monkeypatch):
@@ -203,7 +201,7 @@ def test_no_training_images_is_a_clear_error(tmp_path):
 
 def test_an_epoch_from_the_cache_equals_one_that_re_encodes(data_root, tmp_path):
     cfg = config(data_root)
-    encoder, model = build(cfg.arch)
+    encoder, model = build(cfg)
     mean, std = encoder.mean_std
     dataset = open_split(data_root, "train", 64, mean=mean, std=std)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
@@ -232,7 +230,7 @@ def test_an_epoch_from_the_cache_equals_one_that_re_encodes(data_root, tmp_path)
 
 def test_cache_rows_come_back_in_the_requested_order(data_root, tmp_path):
     cfg = config(data_root)
-    encoder, _ = build(cfg.arch)
+    encoder, _ = build(cfg)
     mean, std = encoder.mean_std
     dataset = open_split(data_root, "train", 64, mean=mean, std=std)
     cache = FeatureCache.build(encoder, dataset, "cpu", "disk", tmp_path, 5, False)
@@ -247,7 +245,7 @@ def test_cache_rows_come_back_in_the_requested_order(data_root, tmp_path):
 
 
 def test_inference_writes_maps_for_every_test_image(trained, data_root):
-    infer_run(trained, InferConfig(map_size=32, sigma=1.0), progress=False)
+    infer_run(trained, InferSettings(map_size=32, sigma=1.0), progress=False)
     protocol = read_protocol(trained / MAPS_DIR)
     assert protocol["map_size"] == 32 and protocol["classes"] == ["washer", "wood"]
     test = open_split(data_root, "test", 64)
@@ -268,7 +266,7 @@ def test_inference_of_an_unfinished_run_says_to_resume(data_root, tmp_path, monk
     run = tmp_path / "u"
     interrupt(monkeypatch, config(data_root), run, at_epoch=3)
     with pytest.raises(TrainingError, match="unfinished; continue it with --resume"):
-        infer_run(run, InferConfig(), progress=False)
+        infer_run(run, progress=False)
 
 
 def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tmp_path):
@@ -292,15 +290,18 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
 
 def test_cli_train_infer_evaluate_predict(data_root, tmp_path):
     run = tmp_path / "cli"
-    common = ["--data-root", str(data_root), "--dataset", "synthetic", "--weights", "random"]
-    args = [*common, "--backbone", "cnc-tiny-ViT-B-32", "--resolution", "64", "--epochs", "2"]
-    result = runner.invoke(app, ["train", str(run), *args, "--no-mlf", "--no-progress"])
+    sets = [f"data.root={data_root}", "data.dataset=synthetic", "backbone.weights=random"]
+    sets += ["backbone.name=cnc-tiny-ViT-B-32", "backbone.resolution=64", "train.epochs=2"]
+    args = [a for s in sets for a in ("--set", s)]
+    result = runner.invoke(app, ["train", str(run), *args, "-s", "model.mlf=false", "--no-maps"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "config.json").read_text())
-    assert saved["arch"]["model"]["mlf"] is False and saved["epochs"] == 2
-    assert (
-        runner.invoke(app, ["infer", str(run), "--map-size", "32", "--no-progress"]).exit_code == 0
-    )
+    assert saved["model"]["mlf"] is False and saved["train"]["epochs"] == 2
+    assert saved["model"]["gamma"] == ModelSettings().gamma  # not given: the default
+    assert not (run / MAPS_DIR).exists()
+    result = runner.invoke(app, ["infer", str(run), "--set", "infer.map_size=32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert read_protocol(run / MAPS_DIR)["map_size"] == 32
     assert runner.invoke(app, ["evaluate", str(run), "--no-heatmaps"]).exit_code == 0
     assert (run / "metrics.json").is_file()
     image = write_png(tmp_path / "new.png", np.full((40, 40, 3), 90, np.uint8))
@@ -311,34 +312,62 @@ def test_cli_train_infer_evaluate_predict(data_root, tmp_path):
     assert again.exit_code == 1 and "--force" in again.output
 
 
-def test_cli_settings_json_is_the_workflow_form(data_root, tmp_path):
-    settings = json.dumps(config(data_root, epochs=1).to_dict())
+def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
+    settings = config(data_root, epochs=1).to_json()
     result = runner.invoke(app, ["train", str(tmp_path / "s"), "--settings", settings])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "s" / "config.json").read_text()) == json.loads(settings)
+    saved = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert saved == json.loads(settings)
+    assert (tmp_path / "s" / MAPS_DIR / "protocol.json").is_file()  # maps by default
+    # A run's config.json is a settings file: another run from it, one setting changed.
+    args = ["--settings", str(tmp_path / "s" / "config.json"), "--set", "model.gamma=0.5"]
+    result = runner.invoke(app, ["train", str(tmp_path / "t"), *args, "--no-maps"])
+    assert result.exit_code == 0, result.output
+    other = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert other["model"]["gamma"] == 0.5 and {**other, "model": saved["model"]} == saved
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--experts", "2", "--top-k", "3"], "K must satisfy 1 <= K <= T"),
-        (["--backbone", "ViT-Z"], "has no default taps"),
-        (["--backbone", "ViT-Z", "--taps", "1,2,3"], "unknown; choose one of"),
-        (["--taps", "a,b"], "--taps 'a,b'"),
-        (["--cache", "gpu"], "choose auto, memory, disk or off"),
-        (["--settings", "{not json"], "--settings: not a run's settings JSON"),
+        (["-s", "model.moe_experts=2", "-s", "model.moe_top_k=3"], "K must satisfy 1 <= K <= T"),
+        (["-s", "backbone.name=ViT-Z"], "has no default taps"),
+        (["-s", "backbone.name=ViT-Z", "-s", "backbone.taps=[1,2,3]"], "unknown; choose one of"),
+        (["-s", "backbone.taps=[a, b]"], "backbone.taps.0: 'a' is not of type 'integer'"),
+        (["-s", "train.cache=gpu"], "train.cache: 'gpu' is not one of"),
+        (["-s", "model.gama=1"], "model.gama: unknown key"),
+        (["-s", "gamma"], "expected section.key=value"),
+        (["--settings", "{not json"], "--settings: not valid JSON"),
+        (["--run", "x", "--settings", "{}"], "give one of them"),
     ],
 )
 def test_cli_bad_settings_are_clear_errors(data_root, tmp_path, args, message):
-    base = ["--data-root", str(data_root), "--dataset", "synthetic", "--weights", "random"]
-    base += ["--backbone", "cnc-tiny-ViT-B-32", "--epochs", "1"]
-    result = runner.invoke(app, ["train", str(tmp_path / "r"), *base, *args])
-    assert result.exit_code == 1
+    base = ["-s", f"data.root={data_root}", "-s", "data.dataset=synthetic"]
+    base += ["-s", "backbone.weights=random", "-s", "backbone.name=cnc-tiny-ViT-B-32"]
+    result = runner.invoke(
+        app, ["train", str(tmp_path / "r"), *base, "-s", "train.epochs=1", *args]
+    )
+    assert result.exit_code == 1, result.output
     assert message in " ".join(result.output.split())
+    if "choose one of" not in message:  # an unknown backbone is found by open_clip, later
+        assert not (tmp_path / "r").exists()  # nothing written before the settings are valid
 
 
 def test_cli_needs_epochs_for_unknown_datasets(data_root, tmp_path):
-    result = runner.invoke(
-        app, ["train", str(tmp_path / "r"), "--data-root", str(data_root), "--dataset", "other"]
-    )
-    assert result.exit_code == 1 and "--epochs: required for dataset 'other'" in result.output
+    args = ["-s", f"data.root={data_root}", "-s", "data.dataset=other"]
+    result = runner.invoke(app, ["train", str(tmp_path / "r"), *args])
+    assert result.exit_code == 1 and "train.epochs: required for dataset 'other'" in result.output
+
+
+def test_cli_trains_a_run_of_the_grid_by_name(tmp_path, monkeypatch):
+    """`--run` resolves the run's settings from params (the DVC form) with one function."""
+    from cnc import grid
+    from cnc.params import load_params
+
+    params = load_params()
+    name = "mvtec-vitb32-r128-mlf-cnc-moeT5K2-s0"
+    expected = grid.run_settings(params, grid.grid_points(params)[name])
+    assert grid.job_settings(run=name) == expected
+    assert grid.job_settings(run=name, overrides=["model.gamma=0.3"]).model.gamma == 0.3
+    result = runner.invoke(app, ["train", str(tmp_path / "r"), "--run", "mvtec-nothing"])
+    assert result.exit_code == 1 and "not a run of the grid" in result.output

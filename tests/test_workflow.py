@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnc import dvcfile, grid
+from cnc import dvcfile, experiments, grid
 from cnc.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def small_params() -> dict:
     params["data"]["synthetic"].update(
         image_size=48, train_per_class=2, test_per_class=3, classes=["wood", "chip"]
     )
-    params["scales"]["smoke"].update(epochs={"mvtec": 1, "visa": 1}, map_size=32)
+    params["scales"]["smoke"].update(train={"epochs": 1}, infer={"map_size": 32})
     params["experiments"]["table2"]["rows"] = {"i": [False, False, False], "vii": [True] * 3}
     params["experiments"]["table4"].update(experts=[1], top_k=[1, 2])
     params["experiments"]["fig4"].update(backbones=["ViT-B-32"], resolutions=[224])
@@ -63,7 +63,8 @@ def snakemake(work: Path, *args: str, timeout: int = 600) -> subprocess.Complete
 
 def tables(work: Path) -> dict[str, str]:
     reports = work / "results/reports/smoke"
-    return {f: (reports / f).read_text() for f in grid.REPORT_FILES if f.endswith((".csv", ".md"))}
+    files = experiments.report_files()
+    return {f: (reports / f).read_text() for f in files if f.endswith((".csv", ".md"))}
 
 
 def interrupt_after_two_runs(command: list[str], work: Path) -> set[str]:
@@ -95,9 +96,9 @@ def finished(tmp_path_factory):
 
 
 def test_snakemake_produces_every_table_and_figure(finished):
-    for f in grid.REPORT_FILES:
+    for f in experiments.report_files():
         assert (finished / "results/reports/smoke" / f).is_file(), f
-    for f in grid.FIGURE_FILES:
+    for f in experiments.figure_files():
         assert (finished / "results/figures/smoke" / f).is_file(), f
     names = list(grid.grid_points(small_params()))
     assert len(names) == 6
@@ -107,6 +108,8 @@ def test_snakemake_produces_every_table_and_figure(finished):
         assert (finished / f"logs/smoke/train/{name}.log").is_file()
         assert (finished / f"benchmarks/smoke/train/{name}.tsv").is_file()
     assert "Nothing to be done" in snakemake(finished, "-n").stdout
+    log = (finished / "results/data/synthetic.json").read_text()
+    assert '"dataset": "synthetic"' in log
 
 
 def test_a_changed_setting_reruns_exactly_what_it_affects(finished, tmp_path):
@@ -180,6 +183,39 @@ def test_dvc_yaml_is_generated_from_params_and_current():
     ))  # fmt: skip
     result = runner.invoke(app, ["workflow", "dvc", "--check"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_tracked_dvc_lock_agrees_with_params_yaml():
+    """dvc.lock records one user's last `dvc repro`, so it is not tracked; were it
+    committed, it would have to record the params.yaml it is committed with."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "dvc.lock"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    if tracked:
+        lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+        assert dvcfile.lock_problems(lock, yaml.safe_load((ROOT / "params.yaml").read_text())) == []
+    assert "dvc.lock" not in (ROOT / ".gitignore").read_text()  # DVC refuses an ignored lock
+
+
+def test_a_stale_dvc_lock_is_named_key_by_key():
+    params = small_params()
+    lock = {
+        "stages": {
+            "prepare_data@synthetic": {
+                "params": {"params.yaml": {"data.synthetic": {"root": "data/synthetic"}}}
+            },
+            "report": {"params": {"params.yaml": {"seeds": [0], "scale": "smoke"}}},
+        }
+    }
+    stale = dvcfile.lock_problems(lock, params)
+    assert stale == [
+        "dvc.lock: prepare_data@synthetic records data.synthetic = {'root': 'data/synthetic'}, "
+        f"params.yaml has {params['data']['synthetic']!r}"
+    ]
+    lock["stages"]["prepare_data@synthetic"]["params"]["params.yaml"]["data.synthetic"] = params[
+        "data"
+    ]["synthetic"]
+    assert dvcfile.lock_problems(lock, params) == []
 
 
 def test_a_stale_dvc_yaml_is_detected(tmp_path):

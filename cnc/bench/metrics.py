@@ -19,8 +19,8 @@ from skimage.measure import label as connected_components
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cnc.data.registry import MVTEC_COUNTS
-from cnc.maps import image_scores_from_maps
-from cnc.metrics import METRICS, PRO_FPR_LIMIT, class_metrics
+from cnc.evaluation.maps import image_scores_from_maps
+from cnc.evaluation.metrics import METRICS, PRO_FPR_LIMIT, class_metrics
 
 ClassData = tuple[np.ndarray, np.ndarray, np.ndarray]  # maps, masks, labels
 
@@ -119,7 +119,7 @@ def measure(name: str, fn: Callable, data: dict[str, ClassData]) -> Measured:
 def run(seed: int = 0, size: int = 256, scale: float = 1.0) -> list[Measured]:
     data = mvtec_like_set(seed, size, scale)
     return [
-        measure("cnc.metrics (one packed sort)", class_metrics, data),
+        measure("cnc.evaluation.metrics (one packed sort)", class_metrics, data),
         measure("reference (sklearn + per-threshold PRO)", reference_metrics, data),
     ]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from cnc.data.dataset import open_split
+from cnc.data.dataset import run_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import CLASSES, SyntheticSpec
 from cnc.model.build import build
-from cnc.settings import ArchConfig
+from cnc.settings import BackboneSettings, DataSettings, RunSettings, TrainSettings
 from cnc.train import FeatureCache, FeatureSource, Reencode, run_epoch
 
 MVTEC_TRAIN_IMAGES = 3629
@@ -46,19 +46,13 @@ def bench_set(folder: Path, images: int, image_size: int) -> Path:
 
 
 def _time_variant(
-    name: str,
-    arch: ArchConfig,
-    data_root: Path,
-    epochs: int,
-    batch_size: int,
-    device: str,
-    scratch: Path,
+    name: str, settings: RunSettings, epochs: int, device: str, scratch: Path
 ) -> Timing:
-    torch.manual_seed(arch.seed)
-    encoder, model = build(arch, device)
-    mean, std = encoder.mean_std
-    dataset = open_split(data_root, "train", arch.resolution, mean=mean, std=std)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    torch.manual_seed(settings.seed)
+    encoder, model = build(settings, device)
+    dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
+    t = settings.train
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
@@ -76,7 +70,7 @@ def _time_variant(
     for epoch in range(epochs):
         order = torch.randperm(len(dataset), generator=shuffle)
         began = time.perf_counter()
-        run_epoch(model, encoder, features, optimizer, order, batch_size, epoch, noise)
+        run_epoch(model, encoder, features, optimizer, order, t.batch_size, epoch, noise)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
@@ -91,17 +85,21 @@ def run(
     resolution: int,
     images: int,
     epochs: int,
-    batch_size: int,
     device: str,
     data_root: Path | None = None,
 ) -> tuple[list[Timing], int]:
-    """Timings of both variants, and the number of training images used."""
-    arch = ArchConfig(backbone=backbone, weights="random", resolution=resolution)
+    """Timings of both variants (the run settings' defaults otherwise), and the number of
+    training images used."""
     with tempfile.TemporaryDirectory() as tmp:
         root = data_root or bench_set(Path(tmp) / "set", images, min(resolution, 256))
-        n = len(open_split(root, "train", resolution))
+        settings = RunSettings(
+            DataSettings("bench", str(root)),
+            BackboneSettings(name=backbone, weights="random", resolution=resolution),
+            train=TrainSettings(epochs=epochs),
+        )
+        n = len(run_split(settings.data, "train", resolution, ((0.0,) * 3, (1.0,) * 3)))
         timings = [
-            _time_variant(name, arch, root, epochs, batch_size, device, Path(tmp))
+            _time_variant(name, settings, epochs, device, Path(tmp))
             for name in ("feature cache", "re-encode every step")
         ]
     return timings, n

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnc.data.layout import Sample, dataset_samples
+from cnc.settings import DataSettings
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
@@ -76,3 +77,18 @@ def open_split(
 ) -> AnomalyDataset:
     """The train or test split of every class of an MVTec-layout root, as one dataset."""
     return AnomalyDataset(dataset_samples(root, split, classes), resolution, **kwargs)
+
+
+def run_split(
+    data: DataSettings,
+    split: str,
+    resolution: int,
+    normalisation: tuple[Sequence[float], Sequence[float]],
+    mask_size: int | None = None,
+) -> AnomalyDataset:
+    """A split of a run's dataset as its encoder expects it (resolution, mean and std)."""
+    mean, std = normalisation
+    classes = list(data.classes) if data.classes else None
+    return open_split(
+        Path(data.root), split, resolution, classes, mask_size=mask_size, mean=mean, std=std
+    )

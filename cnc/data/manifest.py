@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cnc.data.check import CheckReport
+from cnc.data.check import CheckReport, check_root
 from cnc.io import read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
@@ -60,3 +60,13 @@ def manifest_differences(root: Path, path: Path) -> list[str]:
     ]
     problems += [f"{Path(root) / n}: not listed in {path}" for n in current if n not in recorded]
     return problems
+
+
+def check_against_manifest(root: Path, manifest: Path | None = None) -> CheckReport:
+    """`check_root`, plus every file changed since the folder's manifest was written
+    (ROOT/manifest.json unless `manifest` names another)."""
+    report = check_root(root)
+    manifest = Path(manifest) if manifest else Path(root) / MANIFEST
+    if report.classes and manifest.is_file():
+        report.problems.extend(manifest_differences(root, manifest))
+    return report

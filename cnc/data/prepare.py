@@ -1,9 +1,13 @@
-"""Preparing a dataset: fetch or generate it, verify it, and record its manifest."""
+"""Preparing a dataset: fetch or generate it, verify it, and record its manifest.
+
+`prepare_dataset(name, data)` is the workflow's data step: `data` is params.yaml's
+`data` section, or the part of it that names `downloads` and the dataset's own entry
+(`{"downloads": ..., "<name>": {...}}`, what Snakemake passes as `--settings`).
+"""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +15,10 @@ from cnc.data import visa
 from cnc.data.check import check_root, count_mismatches
 from cnc.data.download import download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
-from cnc.data.registry import RemoteDataset
+from cnc.data.registry import DATASET_NAMES, REMOTE, RemoteDataset
 from cnc.data.synthetic import SyntheticSpec, contact_sheet, generate
-from cnc.errors import AlreadyExistsError, UserError
-from cnc.io import atomic_dir, read_json
+from cnc.errors import AlreadyExistsError, SettingsError, UsageError, UserError
+from cnc.io import atomic_dir, read_json, write_json
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -104,7 +108,7 @@ def synthetic(spec: SyntheticSpec, out: Path, force: bool = False) -> dict[str, 
     file changed; anything else at `out` is replaced only with `force`.
     """
     out = Path(out)
-    params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
+    params = spec.to_dict()
     manifest_path = out / MANIFEST
     if out.exists():
         if manifest_path.is_file():
@@ -124,3 +128,64 @@ def synthetic(spec: SyntheticSpec, out: Path, force: bool = False) -> dict[str, 
         contact_sheet(tmp, tmp / CONTACT_SHEET)
         manifest = write_manifest(tmp, tmp / MANIFEST, "synthetic", report, {"params": params})
     return manifest
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+
+def _entry(data: dict[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get(name), dict):
+        raise SettingsError(f"data.{name}: missing setting")
+    return data[name]
+
+
+def dataset_root(data: dict[str, Any], name: str) -> Path:
+    root = _entry(data, name).get("root")
+    if root is None:
+        raise SettingsError(f"data.{name}.root: not set; give the dataset folder in params.yaml")
+    return Path(root)
+
+
+def synthetic_spec(data: dict[str, Any]) -> SyntheticSpec:
+    """The synthetic set's settings: SyntheticSpec's defaults, overridden by params.yaml."""
+    return SyntheticSpec(**{k: v for k, v in _entry(data, "synthetic").items() if k != "root"})
+
+
+def dataset_settings(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """Everything dataset `name`'s preparation depends on, defaults resolved (the
+    workflow's `--settings` for it, and what re-runs it when changed)."""
+    entry = dict(_entry(data, name))
+    if name == "synthetic":
+        entry = {"root": entry.get("root"), **synthetic_spec(data).to_dict()}
+    return {"downloads": data.get("downloads"), name: entry}
+
+
+def prepare_dataset(
+    name: str, data: dict[str, Any], record: Path | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Generate (synthetic), fetch (mvtec, visa) or check (folder) dataset `name` as the
+    settings describe it; with `record`, also write a summary there (the workflow's
+    marker). Returns the dataset's root and manifest."""
+    if name not in DATASET_NAMES:
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    root = dataset_root(data, name)
+    if name == "synthetic":
+        # Replaces an older synthetic set of other settings, never a folder it did not make.
+        manifest = synthetic(synthetic_spec(data), root, force=is_synthetic(root))
+    elif name == "folder":
+        manifest = verify_root(root, "folder", counts=None)
+    else:
+        downloads = data.get("downloads")
+        if downloads is None:
+            raise SettingsError("data.downloads: missing setting")
+        url = _entry(data, name).get("url")
+        manifest = fetch(REMOTE[name], root, url=url, downloads=Path(downloads))
+    if record is not None:
+        summary = {
+            "dataset": name,
+            "root": str(root),
+            "counts": manifest["counts"],
+            "files": len(manifest["files"]),
+        }
+        write_json(record, summary)
+    return root, manifest

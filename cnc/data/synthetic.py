@@ -10,7 +10,7 @@ geometry, so the pixel mask is exact. Each image is generated from its own seed
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 
 from cnc.data.layout import GOOD, MASK_SUFFIX
 from cnc.errors import SettingsError
+from cnc.schema import validate
 
 TEXTURES = ("wood", "carpet", "grid")
 OBJECTS = ("washer", "capsule", "chip")
@@ -38,24 +39,25 @@ SPLIT_IDS = {"train": 0, "test": 1}
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Everything that decides the generated files."""
+    """Everything that decides the generated files (types and ranges: cnc/schema.yaml)."""
 
     seed: int = 0
     image_size: int = 128
     classes: tuple[str, ...] = CLASSES
-    train_per_class: int = 32
+    train_per_class: int = 16  # keeps the smoke grid's training minutes short
     test_per_class: int = 24  # a third normal, the rest anomalous
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        validate(self.to_dict(), "synthetic dataset", "synthetic", "data.synthetic.")
         unknown = [c for c in self.classes if c not in CLASSES]
         if unknown:
             raise SettingsError(
-                f"unknown synthetic class(es) {unknown}; choose from {list(CLASSES)}"
+                f"data.synthetic.classes: unknown {unknown}; choose from {list(CLASSES)}"
             )
-        if self.image_size < 32:
-            raise SettingsError(f"image_size={self.image_size}: use at least 32 pixels")
-        if self.train_per_class < 1 or self.test_per_class < 2:
-            raise SettingsError("train_per_class must be >= 1 and test_per_class >= 2")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "classes": list(self.classes)}
 
     @property
     def test_good(self) -> int:

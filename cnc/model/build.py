@@ -1,4 +1,4 @@
-"""Building the encoder and the trainable model the same way for training and inference."""
+"""Building the encoder and the trainable network the same way for training and inference."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import torch
 
 from cnc.model.backbone import FrozenCLIP
-from cnc.model.cnc import CNC
-from cnc.settings import ArchConfig
+from cnc.model.network import CNCNetwork
+from cnc.settings import RunSettings
 
 
 def encoder_fingerprint(encoder: FrozenCLIP) -> str:
@@ -20,10 +20,13 @@ def encoder_fingerprint(encoder: FrozenCLIP) -> str:
     return digest.hexdigest()[:16]
 
 
-def build(arch: ArchConfig, device: str | torch.device = "cpu") -> tuple[FrozenCLIP, CNC]:
-    """Encoder and model, their random initial weights fixed by `arch.seed` alone."""
+def build(
+    settings: RunSettings, device: str | torch.device = "cpu"
+) -> tuple[FrozenCLIP, CNCNetwork]:
+    """Encoder and network, their random initial weights fixed by `settings.seed` alone."""
+    b = settings.backbone
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(arch.seed)
-        encoder = FrozenCLIP(arch.backbone, arch.weights, arch.resolution, arch.taps)
-        model = CNC(encoder, arch.model)
+        torch.manual_seed(settings.seed)
+        encoder = FrozenCLIP(b.name, b.weights, b.resolution, b.taps)
+        model = CNCNetwork(encoder, settings.model)
     return encoder.to(device), model.to(device)

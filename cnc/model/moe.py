@@ -59,9 +59,7 @@ class GatedMoE(nn.Module):
     """Router G: C -> T, T MLP experts C -> hidden -> C, top-K combination."""
 
     def __init__(self, width: int, n_experts: int, top_k: int, hidden_ratio: float = 1.0):
-        super().__init__()
-        if not 1 <= top_k <= n_experts:
-            raise ValueError(f"MoE top K={top_k} must be between 1 and T={n_experts}")
+        super().__init__()  # 1 <= K <= T is checked once, in cnc.settings.ModelSettings
         hidden = max(1, round(width * hidden_ratio))
         self.top_k = top_k
         self.router = nn.Linear(width, n_experts)

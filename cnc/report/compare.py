@@ -1,15 +1,18 @@
-"""`cnc compare`: per-class and mean differences between runs, or a run and the paper."""
+"""`cnc compare`: per-class and mean differences between runs, between a run and the
+paper, or between a table of the grid and the paper."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cnc.errors import UsageError
-from cnc.metrics import METRICS
+from cnc.evaluation.metrics import METRICS
+from cnc.experiments import EXPERIMENTS, tables
 from cnc.report import paper
+from cnc.report.layouts import METRIC_LABELS, build, difference, nums, preamble
 from cnc.report.render import Num, Table, markdown
 from cnc.report.results import CellResult, cell_result
-from cnc.report.tables import METRIC_LABELS, difference, nums
 
 PAPER_DATASET = {"table1": "mvtec", "table3": "visa"}
 
@@ -70,3 +73,12 @@ def compare_with_paper(run_dir: Path, table: str) -> str:
         ]
     header = ["class", run_dir.name, "paper (CNC)", "difference"]
     return markdown([Table("compare", "", header, rows)], head)
+
+
+def compare_table(params: dict[str, Any], name: str, runs_dir: Path) -> str:
+    """One table of the registry (e.g. table2), from the grid's saved metrics, beside the
+    paper's numbers, as in `cnc report`."""
+    if name not in tables():
+        raise UsageError(f"--table {name!r}: choose one of {', '.join(tables())}")
+    built = build(params, name, runs_dir)
+    return markdown(built.tables, preamble(params, EXPERIMENTS[name].title, built.results))

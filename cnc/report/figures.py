@@ -1,17 +1,21 @@
 """The figures: Fig. 4 (backbone x resolution), the T x K heat map, ablation bars and
-training curves. Drawn with matplotlib's object API (no global state, no display)."""
+training curves. Drawn with matplotlib's object API (no global state, no display).
+
+Each is drawn from one built experiment (`Experiment.figures` names them) by a function
+`draw(built, runs_dir, path, subtitle)`, registered in FIGURES under its file name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnc.io import atomic_path
-from cnc.report.render import Table
+from cnc.report.layouts import Built
+from cnc.report.results import train_log
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -20,8 +24,9 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110)
 
 
-def fig4(data: pd.DataFrame, path: Path, subtitle: str) -> None:
+def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Grouped bars: mTotal per backbone, one bar per resolution (the paper's Fig. 4)."""
+    data = built.frame
     backbones = list(dict.fromkeys(data["backbone"]))
     resolutions = sorted(set(data["resolution"]))
     fig = Figure(figsize=(7, 3.6))
@@ -45,8 +50,9 @@ def fig4(data: pd.DataFrame, path: Path, subtitle: str) -> None:
     _save(fig, path)
 
 
-def table4_heatmap(table: Table, path: Path, subtitle: str) -> None:
+def table4_heatmap(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """I-AUROC and P-AUROC over T (rows) x K (columns); blank where K > T."""
+    table = built.tables[0]
     rows = [label for label, _ in table.rows]
     columns = table.header[1:]
     fig = Figure(figsize=(8, 3.6))
@@ -72,8 +78,9 @@ def table4_heatmap(table: Table, path: Path, subtitle: str) -> None:
     _save(fig, path)
 
 
-def ablation(table: Table, path: Path, subtitle: str) -> None:
+def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Table 2 as bars: this benchmark's three metrics per row, the paper's as outlines."""
+    table = built.tables[0]
     labels = [label for label, _ in table.rows]
     ours = np.array([[n.value for n in cells[3]] for _, cells in table.rows], dtype=float)
     theirs = np.array(
@@ -97,8 +104,9 @@ def ablation(table: Table, path: Path, subtitle: str) -> None:
     _save(fig, path)
 
 
-def training_curves(logs: dict[str, pd.DataFrame], path: Path, subtitle: str) -> None:
+def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Distillation and total loss per epoch of the Table 2 runs (first seed)."""
+    logs = {c.row: train_log(runs_dir, c.runs[0]) for c in built.cells}
     fig = Figure(figsize=(8, 3.6))
     axes = fig.subplots(1, 2)
     for name, log in logs.items():
@@ -112,3 +120,12 @@ def training_curves(logs: dict[str, pd.DataFrame], path: Path, subtitle: str) ->
     axes[0].legend(fontsize=6)
     fig.suptitle(f"Training curves\n{subtitle}", fontsize=9)
     _save(fig, path)
+
+
+Draw = Callable[[Built, Path, Path, str], None]
+FIGURES: dict[str, Draw] = {
+    "fig4.png": fig4,
+    "table4_heatmap.png": table4_heatmap,
+    "ablation.png": ablation,
+    "training_curves.png": training_curves,
+}

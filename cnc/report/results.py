@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from cnc.errors import UserError
+from cnc.evaluation.metrics import METRICS
 from cnc.io import read_json
-from cnc.metrics import METRICS
-from cnc.settings import CONFIG, METRICS_JSON, TRAIN_LOG
+from cnc.runs import METRICS_JSON, TRAIN_LOG, dataset_of
 
 
 class ResultsError(UserError, FileNotFoundError):
@@ -52,11 +52,6 @@ def read_metrics(runs_dir: Path, name: str) -> dict[str, Any]:
     return read_json(path)
 
 
-def run_dataset(runs_dir: Path, name: str) -> str | None:
-    path = Path(runs_dir) / name / CONFIG
-    return read_json(path).get("dataset") if path.is_file() else None
-
-
 def cell_result(runs_dir: Path, names: tuple[str, ...]) -> CellResult:
     results = [read_metrics(runs_dir, n) for n in names]
     classes = list(results[0]["classes"])
@@ -69,7 +64,7 @@ def cell_result(runs_dir: Path, names: tuple[str, ...]) -> CellResult:
         },
         mean={m: Stat.of([r["mean"][m] for r in results]) for m in METRICS},
         mtotal=Stat.of([r["mtotal"] for r in results]),
-        dataset=run_dataset(runs_dir, names[0]),
+        dataset=dataset_of(Path(runs_dir) / names[0]),
         seeds=len(names),
     )
 

@@ -1,13 +1,13 @@
 rule prepare_data:
     """Generate (synthetic), fetch (mvtec, visa) or check (folder) one dataset."""
     output:
-        "results/data/{dataset}.json",
+        grid.data_record("{dataset}"),
     params:
-        settings=lambda wildcards: data_settings(wildcards.dataset),
+        settings=lambda wildcards: json.dumps(dataset_settings(config["data"], wildcards.dataset)),
     log:
         "logs/data/{dataset}.log",
     conda:
         "../../environment.yml"
     shell:
-        "cnc data prepare {wildcards.dataset} --settings '{params.settings}' "
+        "cnc data prepare {wildcards.dataset} --settings {params.settings:q} "
         "--record {output} > {log} 2>&1"

@@ -8,7 +8,7 @@ rule evaluate:
         expand(f"{RUNS}/{{run}}/metrics.csv", run=GRID),
     params:
         runs=expand(f"{RUNS}/{{run}}", run=GRID),
-        heatmaps=" ".join(f"--heatmaps-for {r}" for r in MAIN_RUNS),
+        heatmaps=[f"--heatmaps-for {r}" for r in HEATMAP_RUNS],
     log:
         f"logs/{SCALE}/evaluate.log",
     conda:

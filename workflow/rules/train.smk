@@ -11,8 +11,7 @@ rule train:
         log=f"{RUNS}/{{run}}/train_log.csv",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
-        settings=train_settings,
-        maps=infer_settings,
+        settings=run_settings,
     log:
         f"logs/{SCALE}/train/{{run}}.log",
     benchmark:
@@ -22,5 +21,5 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "cnc train {params.run_dir} --settings {params.settings} --resume --force "
-        "--maps {params.maps} --no-progress > {log} 2>&1"
+        "cnc train {params.run_dir} --settings {params.settings:q} --resume --force "
+        "--no-progress > {log} 2>&1"

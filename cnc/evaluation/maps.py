@@ -1,6 +1,6 @@
 """Saved anomaly maps: what inference writes and evaluation reads.
 
-One compressed `<cls>.npz` per class under `<run>/maps/`, with
+One compressed `<cls>.npz` per class in a run's maps folder (cnc.runs.MAPS_DIR), with
   maps          float16 (N, H, W)  anomaly maps at the evaluation size
   masks         bool    (N, H, W)  ground truth resized with the stated mask rule
   labels        int8    (N,)       1 = anomalous
@@ -19,9 +19,7 @@ import numpy as np
 
 from cnc.errors import UserError
 from cnc.io import atomic_path, read_json, write_json
-
-PROTOCOL = "protocol.json"
-MAPS_DIR = "maps"
+from cnc.runs import PROTOCOL
 
 
 class MapsError(UserError, ValueError):

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnc.heatmaps import class_heatmap
+from cnc.evaluation.heatmaps import class_heatmap
+from cnc.evaluation.maps import class_files, read_class_maps, read_protocol
+from cnc.evaluation.metrics import METRICS, MetricError, class_metrics
 from cnc.io import atomic_path, write_json
-from cnc.maps import MAPS_DIR, class_files, read_class_maps, read_protocol
-from cnc.metrics import METRICS, MetricError, class_metrics
-from cnc.settings import HEATMAPS_DIR, METRICS_CSV, METRICS_JSON
+from cnc.runs import HEATMAPS_DIR, MAPS_DIR, METRICS_CSV, METRICS_JSON
 
 
 def summarise(per_class: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:

@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend
 from PIL import Image
 
+from cnc.evaluation.maps import ClassMaps
 from cnc.io import atomic_path
-from cnc.maps import ClassMaps
 
 
 def colour_scale(data: ClassMaps) -> tuple[float, float]:

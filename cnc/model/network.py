@@ -1,4 +1,5 @@
-"""The CNC model: prompts, fusion, mixture of experts and decoder around a frozen CLIP."""
+"""The trainable network of CNC: prompts, fusion, mixture of experts and decoder around
+a frozen CLIP encoder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.moe import GatedMoE, MultiLayerFusion
 from cnc.model.prompts import LearnablePrompts
-from cnc.settings import ModelConfig
+from cnc.settings import ModelSettings
 
 
 @dataclass
@@ -24,14 +25,16 @@ class Outputs:
     terms: dict[str, torch.Tensor]
 
 
-class CNC(nn.Module):
+class CNCNetwork(nn.Module):
     """The trainable part. The frozen encoder is passed to each call, never held."""
 
-    def __init__(self, encoder: FrozenCLIP, config: ModelConfig) -> None:
+    def __init__(self, encoder: FrozenCLIP, config: ModelSettings) -> None:
         super().__init__()
         width = encoder.width
         self.config = config
-        self.prompts = LearnablePrompts(encoder, config.prompt_tokens) if config.cnc else None
+        self.prompts = (
+            LearnablePrompts(encoder, config.prompt_tokens) if config.constraint else None
+        )
         self.fusion = MultiLayerFusion(width, 3 if config.mlf else 1, config.mlf_dropout)
         self.moe = (
             GatedMoE(width, config.moe_experts, config.moe_top_k, config.expert_hidden_ratio)
@@ -67,7 +70,7 @@ class CNC(nn.Module):
             terms["constraint"] = losses.constraint_loss(
                 terms["c1"], terms["c2"], epoch, c.theta, c.gamma
             )
-        else:  # CNC off: plain distillation, no prompts, no promotion, no constraint
+        else:  # constraint off: plain distillation, no prompts, no promotion, no constraint
             f_star, f_hat_star = f, f_hat
             terms["constraint"] = zero
         terms["distill"] = losses.distill_loss(f_star, f_hat_star)

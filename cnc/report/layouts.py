@@ -1,18 +1,23 @@
-"""Tables 1-4 in the paper's layout, this benchmark's numbers beside the paper's."""
+"""How each experiment is rendered (`Experiment.layout`): the paper's layouts of Tables
+1-4 and the data of Fig. 4, this benchmark's numbers beside the paper's.
+
+A layout turns an experiment's cells into a `Built`: its tables (Markdown and LaTeX),
+the frame of its CSV, the results it read and its headline numbers for summary.json.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cnc.errors import UsageError
-from cnc.grid import Cell as GridCell
-from cnc.grid import cells as grid_cells
-from cnc.metrics import METRICS
+from cnc.evaluation.metrics import METRICS
+from cnc.experiments import EXPERIMENTS, Cell, Experiment
 from cnc.report import paper
-from cnc.report.render import Num, Table, mark, mark_columns, mark_rows
+from cnc.report.render import Num, Table, mark, mark_columns, mark_rows, tidy
 from cnc.report.results import CellResult, Stat, cell_result
 
 OURS = "this benchmark"
@@ -26,6 +31,30 @@ METRIC_LABELS = {
 TABLE2_METRICS = ("i_auroc", "p_auroc", "aupro")
 TABLE4_METRICS = ("i_auroc", "p_auroc")
 YES, NO, NONE = "✓", "✗", "✗"
+
+
+@dataclass
+class Built:
+    """One experiment, rendered."""
+
+    name: str
+    experiment: Experiment
+    cells: list[Cell]
+    tables: list[Table]  # empty for a figure's data
+    results: list[CellResult]
+    frame: pd.DataFrame  # its CSV
+    summary: dict[str, Any]  # its headline numbers in summary.json
+
+    @classmethod
+    def of_tables(
+        cls,
+        name: str,
+        cells: list[Cell],
+        tables: list[Table],
+        results: list[CellResult],
+        summary: dict[str, Any],
+    ) -> Built:
+        return cls(name, EXPERIMENTS[name], cells, tables, results, tidy(tables), summary)
 
 
 def comparable(result: CellResult, role: str) -> bool:
@@ -70,10 +99,9 @@ def difference(ours: list[Num], theirs: list[Num]) -> list[Num]:
     ]
 
 
-def main_table(
-    params: dict[str, Any], name: str, cell: GridCell, runs_dir: Path
-) -> tuple[list[Table], list[CellResult]]:
+def per_class(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Path) -> Built:
     """Table 1 (MVTec AD) or Table 3 (VisA): per-class rows, Mean, mTotal."""
+    (cell,) = cells
     result = cell_result(runs_dir, cell.runs)
     role = cell.points[0].role
     same = comparable(result, role)
@@ -108,10 +136,20 @@ def main_table(
         ],
     )
     mark_rows(table, list(range(len(methods) + 1)))
-    return [table], [result]
+    summary = {**{m: s.mean for m, s in result.mean.items()}, "mtotal": result.mtotal.mean}
+    return Built.of_tables(name, cells, [table], [result], summary)
 
 
-def table2(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
+def _means(cells: list[Cell], results: list[CellResult], metrics: tuple[str, ...]) -> dict:
+    """{"row column": {metric: class mean}} of every cell (the summary of a grid)."""
+    return {
+        f"{c.row} {c.column}".strip(): {m: r.mean[m].mean for m in metrics}
+        for c, r in zip(cells, results, strict=True)
+    }
+
+
+def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
+    """Table 2: one row per switch combination, three metrics and their mean."""
     results = [cell_result(runs_dir, c.runs) for c in grid]
     same = all(comparable(r, c.points[0].role) for c, r in zip(grid, results, strict=True))
     rows = []
@@ -122,7 +160,7 @@ def table2(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
         ours_mean = [Num(sum(n.value for n in ours) / len(ours), metric="mean")]
         theirs = nums(published["values"] if published else None, TABLE2_METRICS)
         theirs_mean = [Num(published["mean"] if published else None, metric="mean")]
-        switches = [YES if p.mlf else NO, YES if p.cnc else NO, YES if p.experts else NO]
+        switches = [YES if p.mlf else NO, YES if p.constraint else NO, YES if p.experts else NO]
         rows.append(
             (
                 c.row,
@@ -151,12 +189,13 @@ def table2(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
         ],
     )
     mark_columns(table, [3, 4, 5, 6])
-    return [table], results
+    return Built.of_tables(name, grid, [table], results, _means(grid, results, TABLE2_METRICS))
 
 
-def table4(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
+def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
+    """Table 4: the T x K grid, ours and the paper's as two blocks (and their difference)."""
     results = {(c.row, c.column): cell_result(runs_dir, c.runs) for c in grid}
-    t4 = params["experiments"]["table4"]
+    t4 = params["experiments"][name]
     ks = [f"K={k}" for k in t4["top_k"]]
     row_names = ["None", *(f"T={t}" for t in t4["experts"])]
 
@@ -198,7 +237,8 @@ def table4(params: dict[str, Any], grid: list[GridCell], runs_dir: Path):
         f"{NONE}: K > T (not a valid setting). '-': no value (the paper's table stops at "
         "K = 4). Bold: best, underlined: second best over the grid, per metric."
     ]
-    return tables, list(results.values())
+    ordered = list(results.values())
+    return Built.of_tables(name, grid, tables, ordered, _means(grid, ordered, TABLE4_METRICS))
 
 
 def _mark_all(table: Table) -> None:
@@ -207,7 +247,10 @@ def _mark_all(table: Table) -> None:
         mark([g[position] for g in groups])
 
 
-def fig4_data(grid: list[GridCell], runs_dir: Path) -> tuple[pd.DataFrame, list[CellResult]]:
+def backbone_resolution(
+    params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
+) -> Built:
+    """Fig. 4's data: mTotal and the five class means per backbone and resolution."""
     records, results = [], []
     for c in grid:
         result = cell_result(runs_dir, c.runs)
@@ -222,29 +265,22 @@ def fig4_data(grid: list[GridCell], runs_dir: Path) -> tuple[pd.DataFrame, list[
                 **{m: result.mean[m].mean for m in METRICS},
             }
         )
-    return pd.DataFrame.from_records(records), results
+    frame = pd.DataFrame.from_records(records)
+    summary = {f"{row.backbone} {row.resolution}": row.mtotal for row in frame.itertuples()}
+    return Built(name, EXPERIMENTS[name], grid, [], results, frame, summary)
 
 
-TITLES = {
-    "table1": "Table 1: multi-class anomaly detection on MVTec AD",
-    "table2": "Table 2: ablation of MLF, CNC and MoE on MVTec AD",
-    "table3": "Table 3: multi-class anomaly detection on VisA",
-    "table4": "Table 4: MoE experts T and top K on MVTec AD",
+Layout = Callable[[dict[str, Any], str, list[Cell], Path], Built]
+LAYOUTS: dict[str, Layout] = {
+    "per_class": per_class,
+    "ablation": ablation,
+    "moe_grid": moe_grid,
+    "backbone_resolution": backbone_resolution,
 }
 
 
-def build_table(params: dict[str, Any], name: str, runs_dir: Path):
-    """(tables, results) of Table 1, 2, 3 or 4."""
-    g = grid_cells(params)
-    if name in ("table1", "table3"):
-        return main_table(params, name, g[name][0], runs_dir)
-    if name == "table2":
-        return table2(params, g["table2"], runs_dir)
-    if name == "table4":
-        return table4(params, g["table4"], runs_dir)
-    raise UsageError(f"table {name!r}: choose one of {', '.join(TITLES)}")
-
-
-def build_tables(params: dict[str, Any], runs_dir: Path):
-    """{table name: (tables, results)} for Tables 1-4."""
-    return {name: build_table(params, name, runs_dir) for name in TITLES}
+def build(params: dict[str, Any], name: str, runs_dir: Path) -> Built:
+    """One experiment of the registry, from the runs' saved metrics."""
+    experiment = EXPERIMENTS[name]
+    cells = experiment.cells(params, params["experiments"][name])
+    return LAYOUTS[experiment.layout](params, name, cells, Path(runs_dir))

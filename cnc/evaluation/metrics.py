@@ -23,7 +23,7 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cnc.errors import UserError
-from cnc.maps import image_scores_from_maps
+from cnc.evaluation.maps import image_scores_from_maps
 
 METRICS = ("i_auroc", "p_auroc", "aupro", "i_ap", "p_ap")
 PRO_FPR_LIMIT = 0.3

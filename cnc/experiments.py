@@ -1,0 +1,190 @@
+"""The paper's experiments, one registry entry per table or figure.
+
+params.yaml's `experiments.<name>` says what an experiment varies (its dataset, the rows
+of the ablation, the T x K grid, the backbones and resolutions). Its entry here says how
+that becomes cells of grid points, its title, the layout that renders it
+(`cnc.report.layouts.LAYOUTS`), the figures drawn from it and the paper's numbers beside
+it. The grid (every run to train), the report builder, the summary and `cnc compare
+--table` all read this registry: a new table is a params.yaml entry, a schema entry and
+one entry here.
+
+A grid point stands for one point of the paper's grid and names its run (paper dataset,
+backbone, resolution, switches, MoE, seed) whatever the scale; the scale decides what is
+trained for it (cnc.grid). A run that several tables share is trained once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TABLE_FILES = ("md", "tex", "csv")
+
+
+@dataclass(frozen=True, order=True)
+class GridPoint:
+    """One point of the paper's grid."""
+
+    role: str  # the paper's dataset: mvtec or visa
+    backbone: str  # a paper backbone name, e.g. ViT-L-14-336
+    resolution: int  # the paper's input resolution
+    mlf: bool
+    constraint: bool  # the cross-modal normality constraint ("CNC" in Table 2)
+    experts: int  # T; 0 = no MoE
+    top_k: int  # K (0 when there is no MoE)
+    seed: int
+
+    @property
+    def name(self) -> str:
+        backbone = self.backbone.lower().replace("vit-", "vit").replace("-", "", 1)
+        backbone = backbone.replace("-", "_")
+        moe = f"moeT{self.experts}K{self.top_k}" if self.experts else "nomoe"
+        parts = (
+            self.role,
+            backbone,
+            f"r{self.resolution}",
+            "mlf" if self.mlf else "nomlf",
+            "cnc" if self.constraint else "nocnc",  # the paper's name of the switch
+            moe,
+            f"s{self.seed}",
+        )
+        return "-".join(parts)
+
+
+def main_point(params: dict[str, Any], role: str, seed: int, **changes: Any) -> GridPoint:
+    """The paper's main configuration (params.yaml `main`) on `role`, with `changes`."""
+    fields = {"role": role, "seed": seed, **params["main"], **changes}
+    if not fields["experts"]:
+        fields["top_k"] = 0
+    return GridPoint(**fields)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a table or figure: its row and column, and one run per seed."""
+
+    row: str
+    column: str
+    points: tuple[GridPoint, ...]
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.points)
+
+
+def _cell(params: dict[str, Any], row: str, column: str, role: str, **changes: Any) -> Cell:
+    points = tuple(main_point(params, role, s, **changes) for s in params["seeds"])
+    return Cell(row, column, points)
+
+
+# How each kind of experiment chooses its cells, from (params, its params.yaml entry).
+
+
+def main_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """The main configuration on one dataset (Tables 1 and 3)."""
+    return [_cell(params, "main", "", spec["dataset"])]
+
+
+def ablation_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """One row per [MLF, CNC, MoE] switch combination; MoE on = the main T and K."""
+    experts = params["main"]["experts"]
+    return [
+        _cell(params, row, "", spec["dataset"], mlf=mlf, constraint=cnc, experts=experts * moe)
+        for row, (mlf, cnc, moe) in spec["rows"].items()
+    ]
+
+
+def moe_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """MoE "None" and every T x K with K <= T (Table 4)."""
+    return [_cell(params, "None", "", spec["dataset"], experts=0)] + [
+        _cell(params, f"T={t}", f"K={k}", spec["dataset"], experts=t, top_k=k)
+        for t in spec["experts"]
+        for k in spec["top_k"]
+        if k <= t
+    ]
+
+
+def backbone_resolution_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """Every backbone at every input resolution (Fig. 4)."""
+    return [
+        _cell(params, b, str(r), spec["dataset"], backbone=b, resolution=r)
+        for b in spec["backbones"]
+        for r in spec["resolutions"]
+    ]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    title: str
+    cells: Callable[[dict[str, Any], dict[str, Any]], list[Cell]]
+    layout: str  # a key of cnc.report.layouts.LAYOUTS
+    files: tuple[str, ...] = TABLE_FILES  # report files <name>.<ext> it writes
+    figures: tuple[str, ...] = ()  # keys of cnc.report.figures.FIGURES, one file each
+    heatmaps: bool = False  # the workflow draws heat maps for its runs
+
+    @property
+    def is_table(self) -> bool:
+        return "md" in self.files
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "table1": Experiment(
+        "Table 1: multi-class anomaly detection on MVTec AD",
+        main_cells,
+        "per_class",
+        heatmaps=True,
+    ),
+    "table2": Experiment(
+        "Table 2: ablation of MLF, CNC and MoE on MVTec AD",
+        ablation_cells,
+        "ablation",
+        figures=("ablation.png", "training_curves.png"),
+    ),
+    "table3": Experiment(
+        "Table 3: multi-class anomaly detection on VisA",
+        main_cells,
+        "per_class",
+        heatmaps=True,
+    ),
+    "table4": Experiment(
+        "Table 4: MoE experts T and top K on MVTec AD",
+        moe_cells,
+        "moe_grid",
+        figures=("table4_heatmap.png",),
+    ),
+    "fig4": Experiment(
+        "Fig. 4: backbone and input resolution on MVTec AD",
+        backbone_resolution_cells,
+        "backbone_resolution",
+        files=("csv",),
+        figures=("fig4.png",),
+    ),
+}
+
+
+def cells(params: dict[str, Any]) -> dict[str, list[Cell]]:
+    """For each experiment, its cells in the paper's order."""
+    return {name: e.cells(params, params["experiments"][name]) for name, e in EXPERIMENTS.items()}
+
+
+def tables() -> list[str]:
+    return [name for name, e in EXPERIMENTS.items() if e.is_table]
+
+
+def report_files() -> list[str]:
+    """Every file `cnc report` writes beside the tables, in the report folder."""
+    own = [f"{name}.{ext}" for name, e in EXPERIMENTS.items() for ext in e.files]
+    return [*own, "summary.json", "README.md"]
+
+
+def figure_files() -> list[str]:
+    return [f for e in EXPERIMENTS.values() for f in e.figures]
+
+
+def heatmap_runs(params: dict[str, Any]) -> list[str]:
+    """The runs whose heat maps the workflow draws (the main runs of Tables 1 and 3)."""
+    grid = cells(params)
+    return sorted(
+        {r for name, e in EXPERIMENTS.items() if e.heatmaps for c in grid[name] for r in c.runs}
+    )

@@ -1,0 +1,70 @@
+"""params.yaml, the workflow's settings: reading and validation against cnc/schema.yaml.
+
+Commands take params as `--params`: a file (params.yaml by default) or the same content
+as inline JSON, which is how Snakemake passes its config (params.yaml with any
+`--config` applied).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnc.errors import SettingsError
+from cnc.schema import validate
+
+DEFAULT = Path("params.yaml")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice (plain YAML keeps the last silently)."""
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise SettingsError(
+                f"{node.start_mark.name}, line {key_node.start_mark.line + 1}: key {key!r} "
+                "is given twice; keep one"
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_structured(value: str | Path, option: str) -> Any:
+    """Inline JSON (starting with "{"), or a JSON or YAML file's content."""
+    text = str(value)
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{option}: not valid JSON ({exc})") from None
+    path = Path(text)
+    if not path.is_file():
+        raise SettingsError(f"{option} {path}: not found; give a file or inline JSON")
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML ({exc})") from None
+
+
+def validate_params(params: Any, source: str = "params.yaml") -> None:
+    """Raise SettingsError for every schema violation, each with its key path."""
+    validate(params, source)
+
+
+def load_params(value: str | Path = DEFAULT, scale: str | None = None) -> dict[str, Any]:
+    """The validated params from a file or inline JSON; `scale` overrides its scale."""
+    params = read_structured(value, "--params")
+    if scale is not None and isinstance(params, dict):
+        params = {**params, "scale": scale}
+    validate_params(params, "--params (inline JSON)" if str(value).startswith("{") else str(value))
+    return params
