@@ -8,27 +8,21 @@ Settings are never given a default here: a run's defaults live in cnc/settings.p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from cnc.errors import UsageError, UserError
+from cnc.bench.cli import bench_app
+from cnc.console import Device, err, out, print_table, user_errors
+from cnc.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
 app.add_typer(data_app, name="data")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(bench_app, name="bench")
 workflow_app = typer.Typer(no_args_is_help=True, help="The experiment grid and dvc.yaml.")
 app.add_typer(workflow_app, name="workflow")
-
-out = Console()
-err = Console(stderr=True)
 
 PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
 Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
@@ -39,31 +33,15 @@ Overrides = Annotated[
         "--set", "-s", help="section.key=value over the settings (repeatable), e.g. model.gamma=0.2"
     ),
 ]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    try:
-        yield
-    except UserError as exc:  # anything else is a bug: keep its traceback
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def _print_counts(counts: dict[str, dict], title: str) -> None:
-    table = Table(title=title)
-    for column in ("class", "train", "test good", "test anomalous", "defect types"):
-        table.add_column(column, justify="left" if column in ("class", "defect types") else "right")
-    for cls, c in counts.items():
-        table.add_row(
-            cls,
-            str(c["train"]),
-            str(c["test_good"]),
-            str(c["test_anomalous"]),
-            ", ".join(c["defect_types"]),
-        )
-    out.print(table)
+    columns = ["class", "train", "test good", "test anomalous", "defect types"]
+    rows = [
+        [cls, c["train"], c["test_good"], c["test_anomalous"], ", ".join(c["defect_types"])]
+        for cls, c in counts.items()
+    ]
+    print_table(title, columns, rows, left=(0, 4))
 
 
 # ----------------------------------------------------------------------------- data
@@ -196,28 +174,21 @@ def train(
     device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
 ) -> None:
-    """Train one run on all classes jointly (the multi-class setting), then write its test
-    maps.
+    """Train one run on all classes jointly (multi-class), then write its test maps.
 
     Settings: the defaults (the paper's main configuration), over them a run of the grid
-    (--run) or a settings file (--settings), over those --set. With --resume, an
-    unfinished run of the same settings continues and a finished run of the same
-    settings and code is reused; --force replaces anything else.
+    (--run) or a settings file (--settings), over those --set. --resume continues an
+    unfinished run of the same settings and reuses a finished one of the same settings
+    and code; --force replaces anything else.
     """
     from cnc.grid import job_settings
-    from cnc.infer import infer_run, pick_device
-    from cnc.train import train as run_training
+    from cnc.job import run_job
 
     with user_errors():
         job = job_settings(run, params, settings, overrides)
-        device = pick_device(device)
-        state = run_training(job, run_dir, resume=resume, force=force, device=device,
-                             progress=progress)  # fmt: skip
-        last = state["history"][-1]
-        out.print(f"{run_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
-        if maps:
-            infer_run(run_dir, job.infer, device=device, progress=progress)
-            out.print(f"maps written to {run_dir}")
+        state = run_job(job, run_dir, resume, force, maps, device, progress)
+    last = state["history"][-1]
+    out.print(f"{run_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
 
 
 @app.command("infer")
@@ -254,12 +225,9 @@ def predict(
 
     with user_errors():
         results = run_predict(run_dir, images, out_dir, device=device, overwrite=overwrite)
-    table = Table(title=f"anomaly scores ({run_dir.name})")
-    for column in ("image", "score", "x max normal", "overlay"):
-        table.add_column(column, justify="right" if column in ("score", "x max normal") else "left")
-    for r in results:
-        table.add_row(str(r.image), f"{r.score:.4g}", f"{r.relative:.2f}", str(r.overlay))
-    out.print(table)
+    rows = [[r.image, f"{r.score:.4g}", f"{r.relative:.2f}", r.overlay] for r in results]
+    columns = ["image", "score", "x max normal", "overlay"]
+    print_table(f"anomaly scores ({run_dir.name})", columns, rows, left=(0, 3))
 
 
 @app.command("evaluate")
@@ -279,13 +247,11 @@ def evaluate(
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
         with user_errors():
             result = evaluate_run(run_dir, heatmaps=draw)
-        table = Table(title=f"{result['run']} (percent)")
-        table.add_column("class")
-        for key in METRICS:
-            table.add_column(key, justify="right")
-        for cls, values in [*result["classes"].items(), ("mean", result["mean"])]:
-            table.add_row(cls, *(f"{values[k]:.1f}" for k in METRICS))
-        out.print(table)
+        rows = [
+            [cls, *(f"{values[k]:.1f}" for k in METRICS)]
+            for cls, values in [*result["classes"].items(), ("mean", result["mean"])]
+        ]
+        print_table(f"{result['run']} (percent)", ["class", *METRICS], rows)
         out.print(f"mTotal {result['mtotal']:.1f}; written to {run_dir}")
 
 
@@ -302,19 +268,11 @@ def report(
 ) -> None:
     """Every table and figure of the experiment registry, from the runs' saved
     metrics.json files only."""
-    from cnc import grid
     from cnc.params import load_params
     from cnc.report.build import write_reports
 
     with user_errors():
-        p = load_params(params, scale)
-        s = p["scale"]
-        written = write_reports(
-            p,
-            runs or Path(grid.runs_dir(s)),
-            reports or Path(grid.reports_dir(s)),
-            figures or Path(grid.figures_dir(s)),
-        )
+        written = write_reports(load_params(params, scale), runs, reports, figures)
     out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
 
 
@@ -338,7 +296,6 @@ def compare(
 ) -> None:
     """Markdown of per-class and mean differences between runs, between a run and the
     paper, or between a table of the grid and the paper."""
-    from cnc import grid
     from cnc.io import write_text
     from cnc.params import load_params
     from cnc.report.compare import compare_runs, compare_table, compare_with_paper
@@ -346,8 +303,7 @@ def compare(
     runs = runs or []
     with user_errors():
         if table is not None:
-            p = load_params(params, scale)
-            text = compare_table(p, table, runs[0] if runs else Path(grid.runs_dir(p["scale"])))
+            text = compare_table(load_params(params, scale), table, runs[0] if runs else None)
         elif paper is not None:
             if len(runs) != 1:
                 raise UsageError("--paper compares exactly one run with the paper")
@@ -397,68 +353,6 @@ def workflow_dvc(
         err.print(f"{out_file} is stale; run `cnc workflow dvc` to regenerate it")
         raise typer.Exit(1)
     out.print(f"{out_file} is up to date" if check else f"written {out_file}")
-
-
-# ----------------------------------------------------------------------------- benchmarks
-
-
-@bench_app.command("metrics")
-def bench_metrics(
-    seed: int = 0,
-    size: Annotated[int, typer.Option(help="Map side in pixels.")] = 256,
-    scale: Annotated[float, typer.Option(help="Fraction of MVTec AD's test counts.")] = 1.0,
-) -> None:
-    """Seconds and peak memory of our metrics vs a straightforward reference, same data."""
-    from cnc.bench import metrics as bench
-
-    ours, reference = bench.run(seed, size, scale)
-    table = Table(title=f"all five metrics, 15 MVTec-shaped classes, {size}x{size} maps")
-    for column in ("implementation", "seconds", "peak MB", "speed-up"):
-        table.add_column(column, justify="left" if column == "implementation" else "right")
-    for m in (ours, reference):
-        speed = reference.seconds / m.seconds
-        table.add_row(m.name, f"{m.seconds:.2f}", f"{m.peak_mb:.0f}", f"{speed:.2f}x")
-    out.print(table)
-    out.print(f"largest absolute difference: {bench.max_difference(ours, reference):.2e}")
-
-
-@bench_app.command("train")
-def bench_train(
-    backbone: str = "cnc-tiny-ViT-B-16",
-    resolution: int = 128,
-    images: Annotated[int, typer.Option(help="Training images (synthetic set).")] = 192,
-    epochs: Annotated[int, typer.Option(help="Epochs timed per variant.")] = 2,
-    device: Device = "auto",
-    paper: Annotated[
-        bool,
-        typer.Option(help="ViT-L-14-336 (random weights) at 224 px on 3629 images (GPU)."),
-    ] = False,
-    data_root: Annotated[Path | None, typer.Option(help="Time on this dataset instead.")] = None,
-    project: Annotated[int, typer.Option(help="Epochs to project the run time to.")] = 250,
-) -> None:
-    """Seconds per epoch with the feature cache vs re-encoding every step, one run."""
-    from cnc.bench import train as bench
-    from cnc.infer import pick_device
-
-    if paper:
-        backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
-    device = pick_device(device)
-    with user_errors():
-        timings, n = bench.run(backbone, resolution, images, epochs, device, data_root)
-    table = Table(title=f"{backbone} at {resolution} px, {n} training images, {device}")
-    columns = ("variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    slow = timings[-1]
-    for t in timings:
-        peak = "-" if t.peak_gpu_mb is None else f"{t.peak_gpu_mb:.0f}"
-        hours = t.projected_s(project) / 3600
-        speed = slow.projected_s(project) / t.projected_s(project)
-        table.add_row(
-            t.name, f"{t.setup_s:.2f}", f"{t.epoch_s:.3f}", f"{hours:.2f} h", f"{speed:.1f}x", peak
-        )
-    out.print(table)
-    out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")
 
 
 def main() -> None:

@@ -105,5 +105,21 @@ def run(
     return timings, n
 
 
+def rows(timings: list[Timing], project: int) -> list[list[str]]:
+    """Each variant's figures, the speed-up against the last one (re-encoding)."""
+    slow = timings[-1].projected_s(project)
+    return [
+        [
+            t.name,
+            f"{t.setup_s:.2f}",
+            f"{t.epoch_s:.3f}",
+            f"{t.projected_s(project) / 3600:.2f} h",
+            f"{slow / t.projected_s(project):.1f}x",
+            "-" if t.peak_gpu_mb is None else f"{t.peak_gpu_mb:.0f}",
+        ]
+        for t in timings
+    ]
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

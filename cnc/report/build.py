@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnc import grid
 from cnc.experiments import EXPERIMENTS, report_files
 from cnc.io import atomic_path, write_json, write_text
 from cnc.report.figures import FIGURES
@@ -25,11 +26,17 @@ def _index_line(built: Built) -> str:
 
 
 def write_reports(
-    params: dict[str, Any], runs_dir: Path, reports_dir: Path, figures_dir: Path
+    params: dict[str, Any],
+    runs_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    figures_dir: Path | None = None,
 ) -> list[Path]:
     """Write every experiment's files (md, tex, csv), its figures, summary.json and an
-    index; returns the paths written."""
-    runs_dir, reports_dir, figures_dir = Path(runs_dir), Path(reports_dir), Path(figures_dir)
+    index, by default in the scale's folders; returns the paths written."""
+    scale = params["scale"]
+    runs_dir = Path(runs_dir or grid.runs_dir(scale))
+    reports_dir = Path(reports_dir or grid.reports_dir(scale))
+    figures_dir = Path(figures_dir or grid.figures_dir(scale))
     sub = subtitle(params)
     built = [build(params, name, runs_dir) for name in EXPERIMENTS]
     figures: list[Path] = []

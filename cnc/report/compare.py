@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnc import grid
 from cnc.errors import UsageError
 from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, tables
@@ -75,10 +76,10 @@ def compare_with_paper(run_dir: Path, table: str) -> str:
     return markdown([Table("compare", "", header, rows)], head)
 
 
-def compare_table(params: dict[str, Any], name: str, runs_dir: Path) -> str:
-    """One table of the registry (e.g. table2), from the grid's saved metrics, beside the
-    paper's numbers, as in `cnc report`."""
+def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = None) -> str:
+    """One table of the registry (e.g. table2), from the grid's saved metrics (in the
+    scale's runs folder by default), beside the paper's numbers, as in `cnc report`."""
     if name not in tables():
         raise UsageError(f"--table {name!r}: choose one of {', '.join(tables())}")
-    built = build(params, name, runs_dir)
+    built = build(params, name, Path(runs_dir or grid.runs_dir(params["scale"])))
     return markdown(built.tables, preamble(params, EXPERIMENTS[name].title, built.results))

@@ -1,0 +1,60 @@
+"""`cnc bench ...`: benchmark commands that print measured figures side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnc.console import Device, out, print_table, user_errors
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
+
+
+@bench_app.command("metrics")
+def bench_metrics(
+    seed: int = 0,
+    size: Annotated[int, typer.Option(help="Map side in pixels.")] = 256,
+    scale: Annotated[float, typer.Option(help="Fraction of MVTec AD's test counts.")] = 1.0,
+) -> None:
+    """Seconds and peak memory of our metrics vs a straightforward reference, same data."""
+    from cnc.bench import metrics as bench
+
+    ours, reference = bench.run(seed, size, scale)
+    rows = [
+        [m.name, f"{m.seconds:.2f}", f"{m.peak_mb:.0f}", f"{reference.seconds / m.seconds:.2f}x"]
+        for m in (ours, reference)
+    ]
+    title = f"all five metrics, 15 MVTec-shaped classes, {size}x{size} maps"
+    print_table(title, ["implementation", "seconds", "peak MB", "speed-up"], rows)
+    out.print(f"largest absolute difference: {bench.max_difference(ours, reference):.2e}")
+
+
+@bench_app.command("train")
+def bench_train(
+    backbone: str = "cnc-tiny-ViT-B-16",
+    resolution: int = 128,
+    images: Annotated[int, typer.Option(help="Training images (synthetic set).")] = 192,
+    epochs: Annotated[int, typer.Option(help="Epochs timed per variant.")] = 2,
+    device: Device = "auto",
+    paper: Annotated[
+        bool,
+        typer.Option(help="ViT-L-14-336 (random weights) at 224 px on 3629 images (GPU)."),
+    ] = False,
+    data_root: Annotated[Path | None, typer.Option(help="Time on this dataset instead.")] = None,
+    project: Annotated[int, typer.Option(help="Epochs to project the run time to.")] = 250,
+) -> None:
+    """Seconds per epoch with the feature cache vs re-encoding every step, one run."""
+    from cnc.bench import train as bench
+    from cnc.infer import pick_device
+
+    if paper:
+        backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
+    device = pick_device(device)
+    with user_errors():
+        timings, n = bench.run(backbone, resolution, images, epochs, device, data_root)
+    columns = ["variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB"]
+    title = f"{backbone} at {resolution} px, {n} training images, {device}"
+    print_table(title, columns, bench.rows(timings, project))
+    out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")

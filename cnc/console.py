@@ -1,0 +1,36 @@
+"""What every command shares: the two consoles, user errors as one line, tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnc.errors import UserError
+
+out = Console()
+err = Console(stderr=True)
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except UserError as exc:  # anything else is a bug: keep its traceback
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def print_table(title: str, columns: list[str], rows: list[list], left=(0,)) -> None:
+    """A table of `rows` (any values), numbers right-aligned except the `left` columns."""
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i in left else "right")
+    for row in rows:
+        table.add_row(*map(str, row))
+    out.print(table)
