@@ -218,10 +218,10 @@ def test_the_baselines_quoted_means_and_their_known_mismatches():
 def test_table2_means_and_the_shared_cells_agree():
     for row in paper.numbers()["table2"]["rows"].values():
         assert abs(np.mean(row["values"]) - row["mean"]) < PRINTED
-    vii = paper.table2_row("vii")["values"]
+    vii = paper.ablation_row("table2", "vii")["values"]
     assert paper.method_table("table1")["mean"][:3] == vii
-    assert paper.table4_cell("T=5 K=2") == vii[:2]
-    assert paper.table4_cell("None") == paper.table2_row("v")["values"][:2]
+    assert paper.grid_cell("table4", "T=5 K=2") == vii[:2]
+    assert paper.grid_cell("table4", "None") == paper.ablation_row("table2", "v")["values"][:2]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -270,3 +270,45 @@ def test_compare_a_table_of_the_grid_with_the_paper(tmp_path):
         app, [*args, "--table", "table9", "--params", str(tmp_path / "params.yaml")]
     )
     assert bad.exit_code == 1 and "choose one of table1" in bad.output
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def test_registry_schema_and_params_name_the_same_experiments():
+    from cnc.report.figures import FIGURES
+    from cnc.report.layouts import LAYOUTS
+    from cnc.schema import schema
+
+    assert list(experiments.EXPERIMENTS) == list(
+        schema()["properties"]["experiments"]["properties"]
+    )
+    assert set(experiments.EXPERIMENTS) == set(PARAMS["experiments"])
+    for e in experiments.EXPERIMENTS.values():
+        assert e.layout in LAYOUTS and all(f in FIGURES for f in e.figures)
+
+
+def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch):
+    """Beside its params.yaml entry (and one schema line), a table is one registry entry:
+    the grid, the reports, the summary, `compare --table` and dvc.yaml follow from it."""
+    from cnc import dvcfile
+    from cnc.report.compare import compare_table
+
+    p = copy.deepcopy(PARAMS)
+    p["experiments"]["table5"] = {"dataset": "visa", "rows": {"i": [False] * 3, "v": [1, 1, 0]}}
+    new_run = "visa-vitl14_336-r224-nomlf-nocnc-nomoe-s0"
+    assert new_run not in grid.grid_points(PARAMS)
+    title = "Table 5: ablation on VisA"
+    entry = experiments.Experiment(title, experiments.ablation_cells, "ablation")
+    monkeypatch.setitem(experiments.EXPERIMENTS, "table5", entry)
+    assert new_run in grid.grid_points(p)
+    fake_grid(tmp_path / "runs", p, "synthetic", ["wood", "chip"])
+    written = write_reports(p, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
+    assert tmp_path / "r" / "table5.md" in written and "table5.tex" in experiments.report_files()
+    text = (tmp_path / "r" / "table5.md").read_text()
+    assert "## Table 5: ablation on VisA" in text and "| v | ✓ | ✓ | ✗ |" in plain(text)
+    assert "| i | ✗ | ✗ | ✗ |" in plain(text) and "93.7" not in text  # no paper Table 5
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert set(summary["table5"]) == {"i", "v"}
+    assert "## Table 5: ablation on VisA" in compare_table(p, "table5", tmp_path / "runs")
+    assert f"    {new_run}:" in dvcfile.render(p)

@@ -103,9 +103,8 @@ def per_class(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Pa
     """Table 1 (MVTec AD) or Table 3 (VisA): per-class rows, Mean, mTotal."""
     (cell,) = cells
     result = cell_result(runs_dir, cell.runs)
-    role = cell.points[0].role
-    same = comparable(result, role)
-    methods = paper.methods(name)
+    methods = paper.methods(name)  # none for an experiment the paper does not have
+    same = comparable(result, cell.points[0].role) and bool(methods)
     header = ["class", *(f"{m} (paper)" for m in methods), OURS, "difference"]
     classes = list(paper.method_table(name)["classes"]) if same else list(result.classes)
     rows: list[tuple[str, list]] = []
@@ -155,7 +154,7 @@ def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
     rows = []
     for c, result in zip(grid, results, strict=True):
         p = c.points[0]
-        published = paper.table2_row(c.row)
+        published = paper.ablation_row(name, c.row)
         ours = [Num.of(result.mean[m], m) for m in TABLE2_METRICS]
         ours_mean = [Num(sum(n.value for n in ours) / len(ours), metric="mean")]
         theirs = nums(published["values"] if published else None, TABLE2_METRICS)
@@ -217,7 +216,7 @@ def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
         ]
 
     def published(r: str, k: str) -> list[Num]:
-        return nums(paper.table4_cell(r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
+        return nums(paper.grid_cell(name, r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
 
     tables = [
         block(f"{OURS}: I-AUROC/P-AUROC", "ours", ours),
@@ -261,7 +260,7 @@ def backbone_resolution(
                 "resolution": int(c.column),
                 "mtotal": result.mtotal.mean,
                 "std": result.mtotal.std,
-                "paper_mtotal": paper.fig4_mtotal(c.row, int(c.column)),
+                "paper_mtotal": paper.figure_point(name, f"{c.row} {c.column}"),
                 **{m: result.mean[m].mean for m in METRICS},
             }
         )

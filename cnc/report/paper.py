@@ -18,23 +18,32 @@ def numbers() -> dict[str, Any]:
     return yaml.safe_load(NUMBERS.read_text())
 
 
-def method_table(table: str, method: str = PAPER_METHOD) -> dict[str, Any]:
+def _of(name: str) -> dict[str, Any]:
+    """The paper's numbers for experiment `name` (a key of cnc.experiments.EXPERIMENTS);
+    empty for an experiment the paper does not have."""
+    return numbers().get(name, {})
+
+
+def methods(name: str) -> list[str]:
+    """The methods of a per-class table (Tables 1 and 3), the paper's own last."""
+    return list(_of(name).get("methods", {}))
+
+
+def method_table(name: str, method: str = PAPER_METHOD) -> dict[str, Any]:
     """Per-class values, mean and mTotal of one method in Table 1 or 3."""
-    return numbers()[table]["methods"][method]
+    return _of(name)["methods"][method]
 
 
-def methods(table: str) -> list[str]:
-    return list(numbers()[table]["methods"])
+def ablation_row(name: str, row: str) -> dict[str, Any] | None:
+    """An ablation row's values and mean (Table 2); None where the paper has none."""
+    return _of(name).get("rows", {}).get(row)
 
 
-def table2_row(row: str) -> dict[str, Any] | None:
-    return numbers()["table2"]["rows"].get(row)
+def grid_cell(name: str, key: str) -> list[float] | None:
+    """`key` like 'T=5 K=2' or 'None' (Table 4); None where the paper has no value."""
+    return _of(name).get("cells", {}).get(key)
 
 
-def table4_cell(key: str) -> list[float] | None:
-    """`key` like 'T=5 K=2' or 'None'; None where the paper has no value."""
-    return numbers()["table4"]["cells"].get(key)
-
-
-def fig4_mtotal(backbone: str, resolution: int) -> float | None:
-    return numbers()["fig4"]["mtotal"].get(f"{backbone} {resolution}")
+def figure_point(name: str, key: str) -> float | None:
+    """`key` like 'ViT-L-14-336 224' (Fig. 4's mTotal); None where the paper states none."""
+    return _of(name).get("mtotal", {}).get(key)
