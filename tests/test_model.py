@@ -306,7 +306,7 @@ def test_missing_openai_weights_offline_say_where_to_put_them(monkeypatch):
         raise RuntimeError("Failed to download (no network)")
 
     monkeypatch.setattr(open_clip, "create_model", offline)
-    with pytest.raises(BackboneError, match=r"copy that cache|pass its path as the weights"):
+    with pytest.raises(BackboneError, match=r"copy that cache.*--set backbone\.weights=PATH"):
         FrozenCLIP("ViT-B-32", "openai", 224, (4, 8, 12))
 
 

@@ -59,7 +59,8 @@ def create_clip(
             f"could not load the OpenAI weights of {backbone} ({exc}). Offline, download "
             f"them elsewhere (open_clip.create_model('{backbone}', pretrained='openai') "
             "fills its cache, ~/.cache/huggingface), copy that cache to this machine, or "
-            "save the model's state_dict to a file and pass its path as the weights"
+            "save the model's state_dict to a file and give its path: --set "
+            "backbone.weights=PATH (params.yaml: backbone: {weights: PATH})"
         ) from None
     finally:
         logging.disable(logging.NOTSET)
