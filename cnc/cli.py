@@ -16,6 +16,7 @@ import typer
 from cnc.bench.cli import bench_app
 from cnc.console import Device, err, out, print_table, user_errors
 from cnc.errors import UsageError
+from cnc.params import DEFAULT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
@@ -24,6 +25,7 @@ app.add_typer(bench_app, name="bench")
 workflow_app = typer.Typer(no_args_is_help=True, help="The experiment grid and dvc.yaml.")
 app.add_typer(workflow_app, name="workflow")
 
+DEFAULT_PARAMS = str(DEFAULT)
 PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
 Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
 Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
@@ -127,7 +129,7 @@ def data_check(
 @data_app.command("prepare")
 def data_prepare(
     name: Annotated[str, typer.Argument(help="synthetic, mvtec, visa or folder")],
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     settings: Annotated[
         str | None,
         typer.Option(
@@ -144,9 +146,10 @@ def data_prepare(
     from cnc.params import load_params, read_structured
 
     with user_errors():
-        data = load_params(params)["data"] if settings is None else read_structured(
-            settings, "--settings"
-        )  # fmt: skip
+        if settings is None:
+            data = load_params(params)["data"]
+        else:
+            data = read_structured(settings, "--settings")
         root, manifest = prepare_dataset(name, data, record)
     _print_counts(manifest["counts"], f"{name} in {root}")
 
@@ -160,7 +163,7 @@ def train(
     run: Annotated[
         str | None, typer.Option(help="A run of the grid by name; settings from --params.")
     ] = None,
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     settings: Annotated[
         str | None,
         typer.Option(help="A run's settings (as in its config.json): a file or inline JSON."),
@@ -186,9 +189,8 @@ def train(
 
     with user_errors():
         job = job_settings(run, params, settings, overrides)
-        state = run_job(job, run_dir, resume, force, maps, device, progress)
-    last = state["history"][-1]
-    out.print(f"{run_dir}: epoch {state['epoch']}, distill {last['distill']:.4g}")
+        result = run_job(job, run_dir, resume, force, maps, device, progress)
+    out.print(result.summary(run_dir), soft_wrap=True)
 
 
 @app.command("infer")
@@ -260,7 +262,7 @@ def evaluate(
 
 @app.command("report")
 def report(
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     scale: Scale = None,
     runs: Annotated[Path | None, typer.Option(help="Default: results/runs/<scale>.")] = None,
     reports: Annotated[Path | None, typer.Option(help="Default: results/reports/<scale>.")] = None,
@@ -290,7 +292,7 @@ def compare(
     table: Annotated[
         str | None, typer.Option(help="A whole table of the grid against the paper, e.g. table2.")
     ] = None,
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     scale: Scale = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
 ) -> None:
@@ -320,7 +322,7 @@ def compare(
 
 @workflow_app.command("runs")
 def list_runs(
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     scale: Scale = None,
     as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
 ) -> None:
@@ -339,7 +341,7 @@ def list_runs(
 
 @workflow_app.command("dvc")
 def workflow_dvc(
-    params: Params = "params.yaml",
+    params: Params = DEFAULT_PARAMS,
     out_file: Annotated[Path, typer.Option("--out", help="Where to write.")] = Path("dvc.yaml"),
     check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
 ) -> None:

@@ -17,7 +17,14 @@ import yaml
 
 from cnc import code
 from cnc.experiments import figure_files, heatmap_runs, report_files
-from cnc.grid import data_record, figures_dir, grid_points, reports_dir, runs_dir
+from cnc.grid import (
+    TRAIN_THREADS,
+    data_record,
+    figures_dir,
+    grid_points,
+    reports_dir,
+    runs_dir,
+)
 from cnc.io import write_text
 from cnc.runs import METRICS_CSV, METRICS_JSON, TRAIN_LOG
 
@@ -52,8 +59,8 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
         "train": {
             "foreach": "${runs}",
             "do": {
-                "cmd": f"cnc train {RUN} --run ${{key}} --params params.yaml --resume --force "
-                "--no-progress",
+                "cmd": f"OMP_NUM_THREADS={TRAIN_THREADS} cnc train {RUN} --run ${{key}} "
+                "--params params.yaml --resume --force --no-progress",
                 "deps": ["results/data", *code.SETTINGS, *code.TRAIN, *code.INFER],
                 "params": ["scale", "scales", "backbone", "model", "train", "infer", "data"],
                 "outs": [

@@ -15,10 +15,14 @@ from typing import Any
 
 from cnc.errors import SettingsError, UsageError, UserError
 from cnc.experiments import GridPoint, cells
-from cnc.params import load_params, read_structured
+from cnc.params import DEFAULT, load_params, read_structured
 from cnc.settings import RunSettings, apply_overrides, tiny_name
 
 RESULTS = "results"
+# Intra-op CPU threads of a training job. On a CPU the results depend on it bit for bit
+# (the order of float sums), so both engines give every job the same: Snakemake through
+# the rule's `threads` (it sets OMP_NUM_THREADS), DVC in the command.
+TRAIN_THREADS = 1
 OVERRIDABLE = ("backbone", "model", "train", "infer")
 DECIDED_BY_GRID = {  # section -> the keys each grid point sets
     "backbone": ("name", "resolution"),
@@ -134,7 +138,7 @@ def describe_runs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def job_settings(
     run: str | None = None,
-    params: str | Path = "params.yaml",
+    params: str | Path = DEFAULT,
     settings: str | None = None,
     overrides: list[str] | None = None,
 ) -> RunSettings:

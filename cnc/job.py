@@ -3,12 +3,29 @@ torch process takes seconds to start; two per run would double the smoke grid's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from cnc.infer import infer_run, pick_device
 from cnc.settings import RunSettings
 from cnc.train import train
+
+
+@dataclass(frozen=True)
+class JobResult:
+    state: dict[str, Any]  # the finished run's state (cnc.runs)
+    device: str
+    threads: int  # torch's intra-op CPU threads: CPU results depend on them bit for bit
+
+    def summary(self, run_dir: Path) -> str:
+        last = self.state["history"][-1]
+        return (
+            f"{run_dir}: epoch {self.state['epoch']}, distill {last['distill']:.4g}; "
+            f"on {self.device}, {self.threads} CPU thread(s)"
+        )
 
 
 def run_job(
@@ -19,10 +36,10 @@ def run_job(
     maps: bool = True,
     device: str = "auto",
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train (or continue, or reuse) the run, then write its maps; the final state."""
+) -> JobResult:
+    """Train (or continue, or reuse) the run, then write its maps."""
     device = pick_device(device)
     state = train(settings, run_dir, resume=resume, force=force, device=device, progress=progress)
     if maps:
         infer_run(run_dir, settings.infer, device=device, progress=progress)
-    return state
+    return JobResult(state, device, torch.get_num_threads())

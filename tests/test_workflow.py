@@ -185,6 +185,12 @@ def test_dvc_yaml_is_generated_from_params_and_current():
     assert result.exit_code == 0, result.output
 
 
+def test_snakemake_gives_a_training_job_the_shared_cpu_thread_count(finished):
+    """CPU results depend bit for bit on torch's thread count; DVC's test checks the same."""
+    for log in (finished / "logs/smoke/train").glob("*.log"):
+        assert f"on cpu, {grid.TRAIN_THREADS} CPU thread(s)" in log.read_text(), log
+
+
 def test_a_tracked_dvc_lock_agrees_with_params_yaml():
     """dvc.lock records one user's last `dvc repro`, so it is not tracked; were it
     committed, it would have to record the params.yaml it is committed with."""
@@ -281,6 +287,7 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.count("Running stage 'train@") < 6
+    assert f"on cpu, {grid.TRAIN_THREADS} CPU thread(s)" in run.stdout  # as in Snakemake
     assert tables(work) == tables(finished)
     again = subprocess.run([dvc, "status"], cwd=work, capture_output=True, text=True, env=env())
     assert "up to date" in again.stdout, again.stdout

@@ -22,7 +22,7 @@ def _index_line(built: Built) -> str:
     name, title = built.name, built.experiment.title
     if built.experiment.is_table:
         return f"- [{title}]({name}.md) ([LaTeX]({name}.tex), [CSV]({name}.csv))"
-    return f"- [{title}: data]({name}.csv)"
+    return f"- [{title} (data)]({name}.csv)"
 
 
 def write_reports(

@@ -16,6 +16,7 @@ rule train:
         f"logs/{SCALE}/train/{{run}}.log",
     benchmark:
         f"benchmarks/{SCALE}/train/{{run}}.tsv"
+    threads: grid.TRAIN_THREADS
     resources:
         gpu=1,
     conda:
