@@ -14,6 +14,7 @@ The same dictionary shape is a run's `config.json`, the workflow's `--settings` 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -24,14 +25,12 @@ from cnc.schema import validate
 
 PAPER_BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
 TINY_PREFIX = "cnc-tiny-"
-# Evenly spread blocks ending at the last one (the paper does not publish its choice).
-DEFAULT_TAPS = {
-    "ViT-B-32": (4, 8, 12),
-    "ViT-B-16": (4, 8, 12),
-    "ViT-L-14": (8, 16, 24),
-    "ViT-L-14-336": (8, 16, 24),
-}
-TINY_TAPS = (2, 4, 6)
+DEPTHS = {"ViT-B-32": 12, "ViT-B-16": 12, "ViT-L-14": 24, "ViT-L-14-336": 24}  # blocks
+TINY_DEPTH = 6  # cnc/model/configs/cnc-tiny-*.json
+# Tapped blocks as fractions of the depth (the paper does not publish its choice):
+# "thirds" (the default) ends at the last block, 8/16/24 of ViT-L's 24; "quarters" is
+# the other common spread, 6/12/18. A scheme means the same at every depth.
+TAP_SCHEMES = {"thirds": (1 / 3, 2 / 3, 1.0), "quarters": (1 / 4, 2 / 4, 3 / 4)}
 PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training length per dataset
 MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
@@ -45,15 +44,18 @@ def tiny_name(backbone: str) -> str:
     return TINY_PREFIX + backbone
 
 
-def default_taps(backbone: str) -> tuple[int, int, int]:
-    if backbone.startswith(TINY_PREFIX):
-        return TINY_TAPS
-    if backbone not in DEFAULT_TAPS:
+def resolve_taps(backbone: str, taps: tuple[int, ...] | str | None) -> tuple[int, int, int]:
+    """Block numbers (1-indexed) from numbers, a scheme name or None (= "thirds"); a
+    scheme's fractions of the depth are rounded half up (quarters of 6: 2, 3, 5)."""
+    if taps is not None and not isinstance(taps, str):
+        return tuple(taps)
+    depth = TINY_DEPTH if backbone.startswith(TINY_PREFIX) else DEPTHS.get(backbone)
+    if depth is None:
         raise BackboneError(
-            f"backbone {backbone!r} has no default taps; give three block numbers "
-            f"(--set backbone.taps=[i,j,k]) or choose one of {', '.join(PAPER_BACKBONES)}"
+            f"backbone {backbone!r}: depth unknown, so no tap scheme; give three block "
+            f"numbers (--set backbone.taps=[i,j,k]) or choose one of {', '.join(PAPER_BACKBONES)}"
         )
-    return DEFAULT_TAPS[backbone]
+    return tuple(math.floor(f * depth + 0.5) for f in TAP_SCHEMES[taps or "thirds"])
 
 
 def _jsonable(value: Any) -> Any:
@@ -99,12 +101,13 @@ class BackboneSettings(_Section):
     name: str = "ViT-L-14-336"  # the paper's backbone (open_clip name, or cnc-tiny-<name>)
     weights: str = "openai"  # "openai", "random" or a checkpoint file
     resolution: int = 224  # the paper's input size
-    taps: tuple[int, int, int] | None = None  # None: the backbone's default (DEFAULT_TAPS)
+    # Three block numbers, or a scheme of TAP_SCHEMES; None = "thirds".
+    taps: tuple[int, int, int] | str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         # Stored resolved, so a run's settings say which blocks were tapped.
-        object.__setattr__(self, "taps", tuple(self.taps or default_taps(self.name)))
+        object.__setattr__(self, "taps", resolve_taps(self.name, self.taps))
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,12 @@ class ModelSettings(_Section):
     mlf_dropout: float = 0.1  # not in the paper
     expert_hidden_ratio: float = 1.0  # not in the paper
     decoder_head_width: int = 64  # not in the paper
+    # "eq4": the prompts learn from L_c1 only, eqs. 5-10 use them as fixed anchors (the
+    # paper: text features "trained by (4)"); "all": every loss term moves them.
+    prompt_grad: str = "eq4"
+    # lambda of eqs. 5 and 8: "map": 1/||f_i|| over the layer's whole feature map (the
+    # paper's f_i in R^{H x W x C}); "patch": each patch embedding's own norm.
+    fnp_norm: str = "map"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,8 +157,12 @@ class TrainSettings(_Section):
 @dataclass(frozen=True)
 class InferSettings(_Section):
     SECTION = "infer"
-    map_size: int = 256  # evaluation size of every map, whatever the input resolution
-    sigma: float = 4.0  # Gaussian smoothing in map pixels; 0 = none
+    # Eq. 17's up-sampling "to keep the same size as the input image": None = the run's
+    # input resolution; a number evaluates every run at that size instead.
+    map_size: int | None = None
+    # Gaussian smoothing in map pixels (not in the paper; the field's common addition,
+    # sigma 4 at 256 px); 0 = none. docs/REPRODUCTION.md says why it is not rescaled.
+    sigma: float = 4.0
     batch_size: int = 16
 
     def protocol(self) -> dict[str, Any]:
@@ -184,7 +197,10 @@ class RunSettings:
     seed: int = 0  # model initialisation, random encoder weights, order and noise
 
     def __post_init__(self) -> None:
-        if self.train.epochs is None:  # stored resolved, as the taps
+        if self.infer.map_size is None:  # stored resolved, as the taps and epochs
+            infer = replace(self.infer, map_size=self.backbone.resolution)
+            object.__setattr__(self, "infer", infer)
+        if self.train.epochs is None:
             if self.data.dataset not in PAPER_EPOCHS:
                 raise SettingsError(
                     f"train.epochs: required for dataset {self.data.dataset!r} (the paper "

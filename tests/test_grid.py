@@ -68,7 +68,7 @@ def test_smoke_scale_resolves_to_tiny_backbones_on_synthetic_data():
     assert s.backbone.resolution == 112 and s.backbone.taps == (2, 4, 6)
     assert (s.data.dataset, s.data.root) == ("synthetic", "data/synthetic")
     assert s.model.theta == PARAMS["scales"]["smoke"]["model"]["theta"]
-    assert s.train.epochs == 3 and s.infer.map_size == 128
+    assert s.train.epochs == 3 and s.infer.map_size == 112  # eq. 17: the input size
 
 
 def test_paper_scale_resolves_to_the_papers_settings():
@@ -85,7 +85,11 @@ def test_paper_scale_resolves_to_the_papers_settings():
     assert (model.moe_experts, model.moe_top_k) == (5, 2)
     visa = grid.run_settings(p, points["visa-vitl14_336-r224-mlf-cnc-moeT5K2-s0"])
     assert visa.data.dataset == "visa" and visa.train.epochs == 200
-    assert main.infer.map_size == 256
+    assert main.infer.map_size == 224  # eq. 17: maps at the input size
+    fig4 = points["mvtec-vitb32-r512-mlf-cnc-moeT5K2-s0"]
+    assert grid.run_settings(p, fig4).infer.map_size == 512
+    fixed = params(scale="paper", infer={"map_size": 256})  # the override stays possible
+    assert grid.run_settings(fixed, points[MAIN]).infer.map_size == 256
     assert grid.run_dir(p, MAIN) == f"results/runs/paper/{MAIN}"
 
 

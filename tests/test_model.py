@@ -19,13 +19,15 @@ from cnc.model.decoder import Decoder, perturb
 from cnc.model.network import CNCNetwork
 from cnc.model.prompts import LearnablePrompts, abnormal_prompt, normal_prompt
 from cnc.settings import (
-    DEFAULT_TAPS,
+    DEPTHS,
     PAPER_BACKBONES,
+    TAP_SCHEMES,
     BackboneError,
     BackboneSettings,
     DataSettings,
     ModelSettings,
     RunSettings,
+    resolve_taps,
     tiny_name,
 )
 
@@ -131,10 +133,18 @@ def test_eq6_control_coefficient():
     assert got[2] == pytest.approx((1 - math.tanh(5)) / 2)
 
 
-def test_eq5_eq8_promotion_adds_psi_over_the_patch_norm_to_every_channel():
-    features = torch.tensor([3.0, 4.0]).view(1, 1, 1, 2)  # norm 5
-    got = fnp.normality_promotion(features, torch.tensor([0.5]).view(1, 1, 1))
-    assert torch.allclose(got.flatten(), torch.tensor([3.1, 4.1]))
+def test_eq5_eq8_promotion_adds_lambda_psi_to_every_channel():
+    # Two patches of one layer: norms 5 and 0 -> the whole map's norm is 5.
+    features = torch.tensor([[3.0, 4.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    psi = torch.tensor([0.5, 1.0]).view(1, 1, 2)
+    whole_map = fnp.scaled_coefficient(features, "map")
+    assert whole_map.shape == (1, 1, 1, 1) and whole_map.item() == pytest.approx(0.2)
+    got = fnp.normality_promotion(features, psi, whole_map)
+    assert torch.allclose(got, torch.tensor([[3.1, 4.1], [0.2, 0.2]]).view(1, 1, 2, 2))
+    features = torch.tensor([[3.0, 4.0], [0.0, 6.0]]).view(1, 1, 2, 2)  # map norm sqrt(61)
+    assert fnp.scaled_coefficient(features, "map").item() == pytest.approx(61**-0.5)
+    per_patch = fnp.scaled_coefficient(features, "patch")
+    assert torch.allclose(per_patch.flatten(), torch.tensor([0.2, 1 / 6]))
 
 
 # ----------------------------------------------------------------------------- eq. 9, 11, 16
@@ -317,7 +327,8 @@ def test_missing_openai_weights_offline_say_where_to_put_them(monkeypatch):
 @pytest.mark.parametrize("resolution", [128, 224, 256, 512])
 def test_paper_backbones_tap_shapes_at_every_resolution(backbone, resolution):
     """The real architectures, built on the meta device: shapes without weights or compute."""
-    encoder = FrozenCLIP(backbone, "random", resolution, DEFAULT_TAPS[backbone], device="meta")
+    taps = resolve_taps(backbone, None)
+    encoder = FrozenCLIP(backbone, "random", resolution, taps, device="meta")
     patch = 32 if backbone == "ViT-B-32" else 14 if backbone.startswith("ViT-L") else 16
     width = 1024 if backbone.startswith("ViT-L") else 768
     side = resolution // patch
@@ -328,7 +339,7 @@ def test_paper_backbones_tap_shapes_at_every_resolution(backbone, resolution):
     assert taps.patches.shape == (2, 3, side * side, width)
     assert taps.cls.shape == (2, 3, width)
     depth = len(encoder.clip.visual.transformer.resblocks)
-    assert DEFAULT_TAPS[backbone][-1] == depth  # the last tap is the last block
+    assert depth == DEPTHS[backbone] and encoder.taps[-1] == depth  # the last tap: last block
     assert encoder.clip.visual.transformer.resblocks[0].mlp.gelu.__class__.__name__ == ("QuickGELU")
 
 
@@ -375,3 +386,69 @@ def test_frozen_encoders_get_no_gradient_trainables_do(tiny_encoder):
     names = {n.split(".")[0] for n, _ in model.named_parameters()}
     assert names == {"prompts", "fusion", "moe", "decoder"}
     assert not any("clip" in k for k in model.state_dict())  # the encoder is never saved
+
+
+def _prompt_gradients(encoder, prompt_grad: str) -> dict[str, float]:
+    """The gradient norm each loss term sends into the prompts, on one batch."""
+    torch.manual_seed(0)
+    model = CNCNetwork(encoder, ModelSettings(moe_experts=2, moe_top_k=2, prompt_grad=prompt_grad))
+    taps = encoder.encode_taps(torch.randn(4, 3, 64, 64))
+    out = model(encoder, taps, epoch=10, generator=torch.Generator().manual_seed(0))
+    prompts = list(model.prompts.parameters())
+    norms = {}
+    for term in ("c1", "c2", "distill"):
+        grads = torch.autograd.grad(out.terms[term], prompts, retain_graph=True, allow_unused=True)
+        norms[term] = sum(0.0 if g is None else g.norm().item() for g in grads)
+    return norms
+
+
+def test_by_default_only_eq4_trains_the_prompts(tiny_encoder):
+    """The paper: the text features "trained by (4)" are the anchors of eqs. 5-10."""
+    eq4 = _prompt_gradients(tiny_encoder, "eq4")
+    assert eq4["c1"] > 0 and eq4["c2"] == 0.0 and eq4["distill"] == 0.0
+    every = _prompt_gradients(tiny_encoder, "all")  # the other reading: all terms move them
+    assert every["c2"] > 0 and every["distill"] > 0
+    assert every["c1"] == pytest.approx(eq4["c1"])  # L_c1 itself is the same
+
+
+@pytest.mark.parametrize("norm", ["map", "patch"])
+def test_fnp_norm_decides_lambda_in_eqs_5_and_8(tiny_encoder, norm):
+    torch.manual_seed(0)
+    model = CNCNetwork(tiny_encoder, ModelSettings(moe_experts=0, fnp_norm=norm)).eval()
+    taps = tiny_encoder.encode_taps(torch.randn(2, 3, 64, 64))
+    out = model(tiny_encoder, taps)
+    tokens = torch.cat([taps.cls.unsqueeze(2), taps.patches], dim=2)
+    f, f_hat = taps.patches, model.decoder(model.fusion(tokens))[:, :, 1:]
+    text = model.prompts(tiny_encoder)
+
+    def psi(features):  # eqs. 6-7 on the joint-space patches
+        joint = tiny_encoder.to_joint(features)
+        alpha = fnp.cross_modal_activation(joint, text[:, 0])
+        return fnp.control_coefficient(alpha, fnp.cross_modal_activation(joint, text[:, 1]))
+
+    lam = fnp.scaled_coefficient(f, norm)
+    # "map": eq. 8 reuses eq. 5's lambda = 1/||f_i||; "patch": the decoded patches' own.
+    lam_hat = lam if norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
+    assert torch.allclose(out.f_star, f + lam * psi(f).unsqueeze(-1), atol=1e-6)
+    assert torch.allclose(out.f_hat_star, f_hat + lam_hat * psi(f_hat).unsqueeze(-1), atol=1e-6)
+
+
+def test_tap_schemes_mean_the_same_at_every_depth():
+    thirds = {b: resolve_taps(b, None) for b in PAPER_BACKBONES}
+    assert thirds == {  # the blocks this benchmark has always tapped
+        "ViT-B-32": (4, 8, 12),
+        "ViT-B-16": (4, 8, 12),
+        "ViT-L-14": (8, 16, 24),
+        "ViT-L-14-336": (8, 16, 24),
+    }
+    assert resolve_taps("ViT-L-14-336", "quarters") == (6, 12, 18)
+    assert resolve_taps("ViT-B-16", "quarters") == (3, 6, 9)
+    assert resolve_taps(tiny_name("ViT-L-14"), "quarters") == (2, 3, 5)  # 1.5 and 4.5 round up
+    assert resolve_taps(tiny_name("ViT-L-14"), "thirds") == (2, 4, 6)
+    assert resolve_taps("ViT-B-16", [1, 5, 9]) == (1, 5, 9)
+    with pytest.raises(BackboneError, match="depth unknown"):
+        resolve_taps("RN50", None)
+    from cnc.schema import schema
+
+    taps = schema()["$defs"]["backbone"]["properties"]["taps"]["oneOf"]
+    assert next(s for s in taps if "enum" in s)["enum"] == list(TAP_SCHEMES)

@@ -331,9 +331,9 @@ def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
     ("args", "message"),
     [
         (["-s", "model.moe_experts=2", "-s", "model.moe_top_k=3"], "K must satisfy 1 <= K <= T"),
-        (["-s", "backbone.name=ViT-Z"], "has no default taps"),
+        (["-s", "backbone.name=ViT-Z"], "depth unknown, so no tap scheme"),
         (["-s", "backbone.name=ViT-Z", "-s", "backbone.taps=[1,2,3]"], "unknown; choose one of"),
-        (["-s", "backbone.taps=[a, b]"], "backbone.taps.0: 'a' is not of type 'integer'"),
+        (["-s", "backbone.taps=[a, b]"], "backbone.taps: ['a', 'b'] is not valid"),
         (["-s", "train.cache=gpu"], "train.cache: 'gpu' is not one of"),
         (["-s", "model.gama=1"], "model.gama: unknown key"),
         (["-s", "gamma"], "expected section.key=value"),

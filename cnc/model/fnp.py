@@ -18,10 +18,23 @@ def control_coefficient(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor
     return 0.5 * (1.0 + torch.tanh(alpha - beta))
 
 
-def normality_promotion(features: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-    """Eqs. (5) and (8): f* = f (+) lambda Psi, lambda = 1 / ||z_l|| per patch embedding.
+def scaled_coefficient(features: torch.Tensor, norm: str) -> torch.Tensor:
+    """Eq. (5)'s lambda = 1 / ||f_i||, broadcastable to `features` (B, 3, L, C).
 
-    features: (B, 3, L, C); psi: (B, 3, L). Psi is added to every channel of its patch.
+    "map": one L2 norm over the layer's whole feature map of an image (the paper's
+    f_i in R^{H x W x C}) -> (B, 3, 1, 1); "patch": each patch embedding's own norm
+    -> (B, 3, L, 1).
     """
-    scale = 1.0 / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if norm == "map":
+        return 1.0 / features.flatten(2).norm(dim=-1).clamp_min(1e-12)[..., None, None]
+    return 1.0 / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def normality_promotion(
+    features: torch.Tensor, psi: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Eqs. (5) and (8): f* = f (+) lambda Psi, Psi added to every channel of its patch.
+
+    features: (B, 3, L, C); psi: (B, 3, L); scale: lambda from `scaled_coefficient`.
+    """
     return features + scale * psi.unsqueeze(-1)

@@ -63,10 +63,16 @@ class CNCNetwork(nn.Module):
         terms = {"moe": moe_loss}
         if self.prompts is not None:
             text = self.prompts(encoder)  # (3, 2, D): g_n^i, g_a^i
-            f_star = self._promote(encoder, f, text)
-            f_hat_star = self._promote(encoder, f_hat, text)
+            # The paper applies the text features "trained by (4)" as anchors: with
+            # prompt_grad "eq4" only L_c1 moves the prompts; eqs. 5-10 use them fixed.
+            anchors = text.detach() if c.prompt_grad == "eq4" else text
+            scale = fnp.scaled_coefficient(f, c.fnp_norm)
+            # "map": eq. 8 reuses eq. 5's lambda = 1/||f_i||; "patch": each its own norms.
+            scale_hat = scale if c.fnp_norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
+            f_star = self._promote(encoder, f, anchors, scale)
+            f_hat_star = self._promote(encoder, f_hat, anchors, scale_hat)
             terms["c1"] = losses.loss_c1(encoder.to_joint(taps.cls), text, c.tau)
-            terms["c2"] = losses.loss_c2(encoder.to_joint(decoded[:, :, 0]), text, c.tau)
+            terms["c2"] = losses.loss_c2(encoder.to_joint(decoded[:, :, 0]), anchors, c.tau)
             terms["constraint"] = losses.constraint_loss(
                 terms["c1"], terms["c2"], epoch, c.theta, c.gamma
             )
@@ -78,11 +84,13 @@ class CNCNetwork(nn.Module):
         return Outputs(f_star, f_hat_star, terms)
 
     @staticmethod
-    def _promote(encoder: FrozenCLIP, features: torch.Tensor, text: torch.Tensor):
+    def _promote(
+        encoder: FrozenCLIP, features: torch.Tensor, text: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         joint = encoder.to_joint(features)
         alpha = fnp.cross_modal_activation(joint, text[:, 0])
         beta = fnp.cross_modal_activation(joint, text[:, 1])
-        return fnp.normality_promotion(features, fnp.control_coefficient(alpha, beta))
+        return fnp.normality_promotion(features, fnp.control_coefficient(alpha, beta), scale)
 
     @torch.no_grad()
     def anomaly_maps(self, encoder: FrozenCLIP, taps: Taps, size: int) -> torch.Tensor:
