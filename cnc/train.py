@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from cnc import code
 from cnc.data.dataset import AnomalyDataset, run_split
+from cnc.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.errors import AlreadyExistsError
 from cnc.io import atomic_path
 from cnc.model.backbone import FrozenCLIP, Taps
@@ -270,10 +271,12 @@ def train(
     noise = torch.Generator(device=device).manual_seed(settings.seed + 1)
     history: list[dict[str, float]] = []
     start = 0
+    reference = reference_text(model, encoder)  # g_n^i before the first step
     if previous is not None:
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
         history, start = previous["history"], previous["epoch"]
+        reference = previous["diagnostics_reference"]
 
     dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
     if len(dataset) == 0:
@@ -298,6 +301,7 @@ def train(
             "history": history,
             "encoder_fingerprint": encoder_fingerprint(encoder),
             "code": code.fingerprint(code.TRAIN),
+            "diagnostics_reference": reference,
         }
 
     try:
@@ -315,9 +319,10 @@ def train(
                 noise,
                 progress,
             )
-            history.append(
-                {"epoch": epoch + 1, **terms, "seconds": round(time.perf_counter() - began, 3)}
-            )
+            seconds = round(time.perf_counter() - began, 3)
+            fixed = features.taps(diagnostic_batch(len(dataset), schedule.batch_size))
+            checks = diagnose(model, encoder, fixed, epoch, settings.seed, reference)
+            history.append({"epoch": epoch + 1, **terms, "seconds": seconds, **checks})
             _write_log(out_dir / TRAIN_LOG, history)
             done = epoch + 1
             if done % schedule.checkpoint_every == 0 and done < schedule.epochs:

@@ -69,6 +69,6 @@ class GatedMoE(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z: (B, N, C) -> (z*, L_moe)."""
+        """z: (B, N, C) -> (z*, the router's scores H (B, N, T))."""
         scores = route(self.router, z)
-        return combine_experts(scores, self.experts, z, self.top_k), importance_loss(scores)
+        return combine_experts(scores, self.experts, z, self.top_k), scores

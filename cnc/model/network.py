@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnc.model import fnp, losses
+from cnc.model import fnp, losses, moe
 from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.moe import GatedMoE, MultiLayerFusion
@@ -18,11 +18,16 @@ from cnc.settings import ModelSettings
 
 @dataclass
 class Outputs:
-    """What one forward pass produces (loss terms are 0-dim tensors)."""
+    """What one forward pass produces (loss terms are 0-dim tensors); the rest is what
+    the training diagnostics look at (None where a switch turns it off)."""
 
     f_star: torch.Tensor
     f_hat_star: torch.Tensor
     terms: dict[str, torch.Tensor]
+    scores: torch.Tensor | None = None  # the MoE router's H (B, N, T)
+    text: torch.Tensor | None = None  # g_n^i, g_a^i (3, 2, D)
+    e: torch.Tensor | None = None  # encoded global features in the joint space (B, 3, D)
+    e_hat: torch.Tensor | None = None  # decoded global features (B, 3, D)
 
 
 class CNCNetwork(nn.Module):
@@ -55,12 +60,14 @@ class CNCNetwork(nn.Module):
         x = perturb(tokens, c.noise_std, generator) if self.training else tokens
         x = self.fusion(x)
         zero = x.new_zeros(())
-        moe_loss = zero
+        moe_loss, scores = zero, None
         if self.moe is not None:
-            x, moe_loss = self.moe(x)
+            x, scores = self.moe(x)
+            moe_loss = moe.importance_loss(scores)
         decoded = self.decoder(x)
         f, f_hat = taps.patches, decoded[:, :, 1:]
         terms = {"moe": moe_loss}
+        text = e = e_hat = None
         if self.prompts is not None:
             text = self.prompts(encoder)  # (3, 2, D): g_n^i, g_a^i
             # The paper applies the text features "trained by (4)" as anchors: with
@@ -71,8 +78,9 @@ class CNCNetwork(nn.Module):
             scale_hat = scale if c.fnp_norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
             f_star = self._promote(encoder, f, anchors, scale)
             f_hat_star = self._promote(encoder, f_hat, anchors, scale_hat)
-            terms["c1"] = losses.loss_c1(encoder.to_joint(taps.cls), text, c.tau)
-            terms["c2"] = losses.loss_c2(encoder.to_joint(decoded[:, :, 0]), anchors, c.tau)
+            e, e_hat = encoder.to_joint(taps.cls), encoder.to_joint(decoded[:, :, 0])
+            terms["c1"] = losses.loss_c1(e, text, c.tau)
+            terms["c2"] = losses.loss_c2(e_hat, anchors, c.tau)
             terms["constraint"] = losses.constraint_loss(
                 terms["c1"], terms["c2"], epoch, c.theta, c.gamma
             )
@@ -81,7 +89,7 @@ class CNCNetwork(nn.Module):
             terms["constraint"] = zero
         terms["distill"] = losses.distill_loss(f_star, f_hat_star)
         terms["total"] = losses.total_loss(terms["distill"], terms["constraint"], moe_loss)
-        return Outputs(f_star, f_hat_star, terms)
+        return Outputs(f_star, f_hat_star, terms, scores, text, e, e_hat)
 
     @staticmethod
     def _promote(
