@@ -86,7 +86,7 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             + list(code.REPORT),
             "params": ["scale", "seeds", "main", "experiments"],
             "outs": [_uncached(f"{reports}/{f}") for f in report_files() if f not in listed]
-            + [_uncached(f"{figures}/{f}") for f in figure_files()],
+            + [_uncached(f"{figures}/{f}") for f in figure_files(params)],
             "metrics": [_uncached(f"{reports}/summary.json")],
             "plots": [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")],
         },

@@ -121,6 +121,7 @@ class Experiment:
     layout: str  # a key of cnc.report.layouts.LAYOUTS
     files: tuple[str, ...] = TABLE_FILES  # report files <name>.<ext> it writes
     figures: tuple[str, ...] = ()  # keys of cnc.report.figures.FIGURES, one file each
+    run_figures: tuple[str, ...] = ()  # keys of RUN_FIGURES: <key>-<run>.png per run
     heatmaps: bool = False  # the workflow draws heat maps for its runs
 
     @property
@@ -133,6 +134,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "Table 1: multi-class anomaly detection on MVTec AD",
         main_cells,
         "per_class",
+        run_figures=("diagnostics",),
         heatmaps=True,
     ),
     "table2": Experiment(
@@ -145,6 +147,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "Table 3: multi-class anomaly detection on VisA",
         main_cells,
         "per_class",
+        run_figures=("diagnostics",),
         heatmaps=True,
     ),
     "table4": Experiment(
@@ -178,8 +181,21 @@ def report_files() -> list[str]:
     return [*own, "summary.json", "README.md"]
 
 
-def figure_files() -> list[str]:
-    return [f for e in EXPERIMENTS.values() for f in e.figures]
+def run_figure(key: str, run: str) -> str:
+    return f"{key}-{run}.png"
+
+
+def figure_files(params: dict[str, Any]) -> list[str]:
+    """Every figure `cnc report` draws: each experiment's, and one per run where asked."""
+    grid = cells(params)
+    per_run = {
+        run_figure(key, r): None
+        for name, e in EXPERIMENTS.items()
+        for key in e.run_figures
+        for c in grid[name]
+        for r in c.runs
+    }
+    return [f for e in EXPERIMENTS.values() for f in e.figures] + list(per_run)
 
 
 def heatmap_runs(params: dict[str, Any]) -> list[str]:

@@ -78,9 +78,9 @@ def test_every_table_and_figure_is_written(smoke_reports):
     root, written = smoke_reports
     for f in experiments.report_files():
         assert (root / "reports" / f).stat().st_size > 0, f
-    for f in experiments.figure_files():
+    for f in experiments.figure_files(PARAMS):
         assert (root / "figures" / f).read_bytes()[:4] == b"\x89PNG", f
-    assert len(written) == len(experiments.report_files()) + len(experiments.figure_files())
+    assert len(written) == len(experiments.report_files()) + len(experiments.figure_files(PARAMS))
 
 
 def test_smoke_reports_say_they_are_not_comparable(smoke_reports):

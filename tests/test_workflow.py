@@ -98,7 +98,7 @@ def finished(tmp_path_factory):
 def test_snakemake_produces_every_table_and_figure(finished):
     for f in experiments.report_files():
         assert (finished / "results/reports/smoke" / f).is_file(), f
-    for f in experiments.figure_files():
+    for f in experiments.figure_files(small_params()):
         assert (finished / "results/figures/smoke" / f).is_file(), f
     names = list(grid.grid_points(small_params()))
     assert len(names) == 6

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from cnc import grid
-from cnc.experiments import EXPERIMENTS, report_files
+from cnc.experiments import EXPERIMENTS, report_files, run_figure
 from cnc.io import atomic_path, write_json, write_text
-from cnc.report.figures import FIGURES
+from cnc.report.figures import FIGURES, RUN_FIGURES
 from cnc.report.layouts import Built, build, preamble
 from cnc.report.render import latex, markdown
 
@@ -51,6 +51,11 @@ def write_reports(
         for figure in b.experiment.figures:
             FIGURES[figure](b, runs_dir, figures_dir / figure, sub)
             figures.append(figures_dir / figure)
+        for key in b.experiment.run_figures:
+            for run in dict.fromkeys(r for c in b.cells for r in c.runs):
+                path = figures_dir / run_figure(key, run)
+                RUN_FIGURES[key](run, runs_dir, path, sub)
+                figures.append(path)
 
     write_json(
         reports_dir / "summary.json",

@@ -122,6 +122,61 @@ def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> 
     _save(fig, path)
 
 
+def diagnostics(run: str, runs_dir: Path, path: Path, subtitle: str) -> None:
+    """One run's training diagnostics per epoch (cnc.diagnostics): where the gradients of
+    each loss term go, how the router spreads the tokens, the noise, the anchors' drift
+    and what eq. 1 classifies as normal."""
+    log = train_log(runs_dir, run)
+    fig = Figure(figsize=(11, 6.4))
+    axes = fig.subplots(2, 3).ravel()
+    # title, column prefix, y label, y range (None: log scale, for gradient norms)
+    panels = [
+        ("gradient norm into the prompts", "grad_prompts_", "L2 norm", None),
+        ("gradient norm into the decoder", "grad_decoder_", "L2 norm", None),
+        ("MoE: share of top-K choices per expert", "moe_load_", "share of tokens", (0, 1)),
+        ("noise-to-signal ratio per tap", "noise_ratio_", "||noise|| / ||f_i||", (0, None)),
+        ("cosine of g_n^i to its value at the start", "text_drift_", "cosine", (None, 1)),
+        ("share of the batch classified normal (eq. 1)", "normal_", "share", (0, 1)),
+    ]
+    names = {"distill": "L_distill", "c1": "L_c1", "c2": "gamma L_c2", "moe": "L_moe"}
+    for ax, (title, prefix, unit, limits) in zip(axes, panels, strict=True):
+        columns = [c for c in log.columns if c.startswith(prefix)]
+        zero = []
+        for column in columns:
+            key = column.removeprefix(prefix)
+            label = names.get(key, key.replace("ehat_", "e^ ").replace("e_", "e ", 1))
+            values = log[column]
+            if limits is None and not (values > 0).any():
+                zero.append(label)  # a log scale cannot show it: named below instead
+                continue
+            style = "--" if key.startswith("ehat") else "-"
+            ax.plot(log["epoch"], values.where(values > 0) if limits is None else values,
+                    marker=".", ls=style, label=label)  # fmt: skip
+        note = "not in this run" if not columns else f"0 throughout: {', '.join(zero)}"
+        if zero or not columns:
+            ax.text(0.5, 0.04, note, ha="center", fontsize=7, transform=ax.transAxes)
+        if limits is None:
+            if len(zero) < len(columns):
+                ax.set_yscale("log")
+            else:
+                ax.set_yticks([])
+        elif columns:
+            values = log[columns].to_numpy(dtype=float)
+            low, high = limits
+            top = 1.5 * float(np.nanmax(values)) if high is None else high
+            bottom = min(0.0, float(np.nanmin(values))) if low is None else low
+            ax.set_ylim(bottom - 0.03 * (top - bottom), top + 0.03 * (top - bottom))
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(log["epoch"].min() - 0.5, log["epoch"].max() + 0.5)
+        if len(zero) < len(columns):
+            ax.legend(fontsize=6)
+    fig.suptitle(f"Training diagnostics of {run}\n{subtitle}", fontsize=9)
+    _save(fig, path)
+
+
 Draw = Callable[[Built, Path, Path, str], None]
 FIGURES: dict[str, Draw] = {
     "fig4.png": fig4,
@@ -129,3 +184,4 @@ FIGURES: dict[str, Draw] = {
     "ablation.png": ablation,
     "training_curves.png": training_curves,
 }
+RUN_FIGURES: dict[str, Callable[[str, Path, Path, str], None]] = {"diagnostics": diagnostics}

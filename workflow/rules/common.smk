@@ -37,7 +37,7 @@ def run_settings(wildcards):
 def report_outputs():
     """Every table and figure, named by file stem and kind (table1, table1_tex, fig4...)."""
     files = [f"{REPORTS}/{f}" for f in experiments.report_files()]
-    files += [f"{FIGURES}/{f}" for f in experiments.figure_files()]
+    files += [f"{FIGURES}/{f}" for f in experiments.figure_files(config)]
     return {output_key(f): f for f in files}
 
 
