@@ -15,12 +15,21 @@ include: "workflow/rules/report.smk"
 # nodes often lack, and the report takes seconds.
 localrules:
     all,
+    choices,
     prepare_data,
     report,
+    report_choices,
 
 
 rule all:
     default_target: True
     input:
         prepared_data(),
-        report_outputs().values(),
+        report_outputs("all").values(),
+
+
+# Opt-in: the main configuration once per choice the paper leaves open (Table S1).
+rule choices:
+    input:
+        prepared_data(),
+        report_outputs("choices").values(),

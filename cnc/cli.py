@@ -16,6 +16,7 @@ import typer
 from cnc.bench.cli import bench_app
 from cnc.console import Device, err, out, print_table, user_errors
 from cnc.errors import UsageError
+from cnc.experiments import DEFAULT_TARGET, TARGETS
 from cnc.params import DEFAULT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -267,15 +268,20 @@ def report(
     runs: Annotated[Path | None, typer.Option(help="Default: results/runs/<scale>.")] = None,
     reports: Annotated[Path | None, typer.Option(help="Default: results/reports/<scale>.")] = None,
     figures: Annotated[Path | None, typer.Option(help="Default: results/figures/<scale>.")] = None,
+    target: Annotated[str, typer.Option(help="The experiments of this workflow target.")] = (
+        DEFAULT_TARGET
+    ),
 ) -> None:
-    """Every table and figure of the experiment registry, from the runs' saved
-    metrics.json files only."""
+    """Every table and figure of the experiment registry (of one workflow target), from
+    the runs' saved metrics.json files only."""
     from cnc.params import load_params
     from cnc.report.build import write_reports
 
     with user_errors():
-        written = write_reports(load_params(params, scale), runs, reports, figures)
-    out.print(f"written {len(written)} files; start at {written[0].parent / 'README.md'}")
+        if target not in TARGETS:
+            raise UsageError(f"--target {target!r}: choose one of {', '.join(TARGETS)}")
+        written = write_reports(load_params(params, scale), runs, reports, figures, target)
+    out.print(f"written {len(written)} files in {written[0].parent}")
 
 
 @app.command("compare")
@@ -324,6 +330,7 @@ def compare(
 def list_runs(
     params: Params = DEFAULT_PARAMS,
     scale: Scale = None,
+    target: Annotated[str | None, typer.Option(help="Only this target's runs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
 ) -> None:
     """The runs of the grid at a scale (each shared run listed once) and their folders."""
@@ -332,7 +339,7 @@ def list_runs(
 
     with user_errors():
         p = load_params(params, scale)
-        listing = grid.describe_runs(p)
+        listing = grid.describe_runs(p, target)
     if as_json:
         print(json.dumps(listing, indent=2))
     else:
@@ -342,19 +349,20 @@ def list_runs(
 @workflow_app.command("dvc")
 def workflow_dvc(
     params: Params = DEFAULT_PARAMS,
-    out_file: Annotated[Path, typer.Option("--out", help="Where to write.")] = Path("dvc.yaml"),
-    check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
+    root: Annotated[Path, typer.Option(help="The project folder to write into.")] = Path("."),
+    check: Annotated[bool, typer.Option(help="Only check that the files are up to date.")] = False,
 ) -> None:
-    """Generate dvc.yaml from params.yaml's grid (or --check that it is current)."""
+    """Generate dvc.yaml (and one per opt-in target) from params.yaml's grid, or --check
+    that they are current."""
     from cnc import dvcfile
     from cnc.params import load_params
 
     with user_errors():
-        stale = dvcfile.write(load_params(params), out_file, check=check)
-    if stale:
-        err.print(f"{out_file} is stale; run `cnc workflow dvc` to regenerate it")
+        stale = dvcfile.write(load_params(params), root, check=check)
+    if check and stale:
+        err.print(f"stale: {', '.join(map(str, stale))}; run `cnc workflow dvc` to regenerate")
         raise typer.Exit(1)
-    out.print(f"{out_file} is up to date" if check else f"written {out_file}")
+    out.print(f"written {', '.join(map(str, stale))}" if stale else "up to date")
 
 
 def main() -> None:

@@ -1,11 +1,14 @@
 """dvc.yaml, generated from params.yaml's grid (DVC cannot compute the grid itself).
 
-The run names do not depend on the scale and every path goes through DVC's `${scale}`
-interpolation, so `dvc exp run -S scale=paper` works with the same file. The names are
-listed once, in `vars`, for the two per-run stages (`train@<run>`, `evaluate@<run>`); the
-report depends on each run's files by path, as DVC wants. Regenerate the file (`cnc
-workflow dvc`) after changing `seeds`, `main` or `experiments`; a test fails while the
-committed file is stale.
+One pipeline file per workflow target of the experiment registry: `dvc.yaml` for the
+default one (what a plain `dvc repro` runs), `<target>/dvc.yaml` for each opt-in one
+(`dvc repro choices/dvc.yaml`), holding only the runs the default does not train and
+working from the project root (`wdir: ..`). The run names do not depend on the scale and
+every path goes through DVC's `${scale}` interpolation, so `dvc exp run -S scale=paper`
+works with the same files. The names are listed once per file, in `vars`, for the two
+per-run stages (`train@<run>`, `evaluate@<run>`); a report depends on each run's files by
+path, as DVC wants. Regenerate the files (`cnc workflow dvc`) after changing `seeds`,
+`main` or `experiments`; a test fails while a committed one is stale.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any
 import yaml
 
 from cnc import code
-from cnc.experiments import figure_files, heatmap_runs, report_files
+from cnc.experiments import DEFAULT_TARGET, TARGETS, figure_files, heatmap_runs, report_files
 from cnc.grid import (
     TRAIN_THREADS,
     data_record,
     figures_dir,
     grid_points,
+    own_points,
     reports_dir,
     runs_dir,
 )
@@ -33,7 +37,7 @@ RUN = f"{runs_dir(SCALE)}/${{key}}"
 HEADER = """\
 # Generated from params.yaml by `cnc workflow dvc`; do not edit by hand. Regenerate it
 # after changing `seeds`, `main` or `experiments` (tests/test_workflow.py checks it).
-# The same pipeline as the Snakefile; every path follows params.yaml's `scale`.
+# The same pipeline as the Snakefile's target `{target}`; paths follow params.yaml's `scale`.
 """
 
 
@@ -41,24 +45,13 @@ def _uncached(path: str, **extra: Any) -> dict[str, Any]:
     return {path: {"cache": False, **extra}}
 
 
-def stages(params: dict[str, Any]) -> dict[str, Any]:
-    names = list(grid_points(params))
-    reports, figures = reports_dir(SCALE), figures_dir(SCALE)
-    listed = ("summary.json", "fig4.csv")  # DVC metrics and plots, not plain outs
+def _run_stages(where: dict[str, str]) -> dict[str, Any]:
+    """Training (then maps) and evaluation of every run in `vars`' `runs`."""
     return {
-        "prepare_data": {
-            "foreach": "${data.prepare}",
-            "do": {
-                "cmd": "cnc data prepare ${item} --params params.yaml "
-                f"--record {data_record('${item}')}",
-                "deps": list(code.DATA),
-                "params": ["data.downloads", "data.${item}"],
-                "outs": [_uncached(data_record("${item}"))],
-            },
-        },
         "train": {
             "foreach": "${runs}",
             "do": {
+                **where,
                 "cmd": f"OMP_NUM_THREADS={TRAIN_THREADS} cnc train {RUN} --run ${{key}} "
                 "--params params.yaml --resume --force --no-progress",
                 "deps": ["results/data", *code.SETTINGS, *code.TRAIN, *code.INFER],
@@ -73,43 +66,81 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
         "evaluate": {
             "foreach": "${runs}",
             "do": {
+                **where,
                 "cmd": f"cnc evaluate {RUN} --${{item.heatmaps}}",
                 "deps": [f"{RUN}/maps", *code.EVALUATE],
                 "outs": [_uncached(f"{RUN}/{METRICS_CSV}")],
                 "metrics": [_uncached(f"{RUN}/{METRICS_JSON}")],
             },
         },
-        "report": {
-            "cmd": "cnc report --params params.yaml",
-            "deps": [f"{runs_dir(SCALE)}/{n}/{METRICS_JSON}" for n in names]
-            + [f"{runs_dir(SCALE)}/{n}/{TRAIN_LOG}" for n in names]
-            + list(code.REPORT),
-            "params": ["scale", "seeds", "main", "experiments"],
-            "outs": [_uncached(f"{reports}/{f}") for f in report_files() if f not in listed]
-            + [_uncached(f"{figures}/{f}") for f in figure_files(params)],
-            "metrics": [_uncached(f"{reports}/summary.json")],
-            "plots": [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")],
-        },
     }
 
 
-def render(params: dict[str, Any]) -> str:
+def _report(params: dict[str, Any], target: str, where: dict[str, str]) -> dict[str, Any]:
+    names = list(grid_points(params, target))
+    reports, figures = reports_dir(SCALE), figures_dir(SCALE)
+    listed = ("summary.json", "fig4.csv")  # DVC metrics and plots, not plain outs
+    stage: dict[str, Any] = {
+        **where,
+        "cmd": f"cnc report --params params.yaml --target {target}",
+        "deps": [f"{runs_dir(SCALE)}/{n}/{METRICS_JSON}" for n in names]
+        + [f"{runs_dir(SCALE)}/{n}/{TRAIN_LOG}" for n in names]
+        + list(code.REPORT),
+        "params": ["scale", "seeds", "main", "experiments"],
+        "outs": [_uncached(f"{reports}/{f}") for f in report_files(target) if f not in listed]
+        + [_uncached(f"{figures}/{f}") for f in figure_files(params, target)],
+    }
+    if target == DEFAULT_TARGET:
+        stage["metrics"] = [_uncached(f"{reports}/summary.json")]
+        stage["plots"] = [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")]
+    return stage
+
+
+def stages(params: dict[str, Any], target: str = DEFAULT_TARGET) -> dict[str, Any]:
+    if target != DEFAULT_TARGET:
+        where = {"wdir": ".."}
+        return {**_run_stages(where), f"report_{target}": _report(params, target, where)}
+    prepare = {
+        "foreach": "${data.prepare}",
+        "do": {
+            "cmd": "cnc data prepare ${item} --params params.yaml "
+            f"--record {data_record('${item}')}",
+            "deps": list(code.DATA),
+            "params": ["data.downloads", "data.${item}"],
+            "outs": [_uncached(data_record("${item}"))],
+        },
+    }
+    return {"prepare_data": prepare, **_run_stages({}), "report": _report(params, target, {})}
+
+
+def path(target: str) -> Path:
+    """Where a target's pipeline file lives, relative to the project root."""
+    return Path("dvc.yaml") if target == DEFAULT_TARGET else Path(target) / "dvc.yaml"
+
+
+def render(params: dict[str, Any], target: str = DEFAULT_TARGET) -> str:
+    default = target == DEFAULT_TARGET
+    points = grid_points(params, target) if default else own_points(params, target)
     drawn = set(heatmap_runs(params))
     flag = {True: "heatmaps", False: "no-heatmaps"}  # `cnc evaluate --heatmaps/--no-heatmaps`
-    runs = {n: {"heatmaps": flag[n in drawn]} for n in grid_points(params)}
+    runs = {n: {"heatmaps": flag[n in drawn]} for n in points}
+    variables = [{"runs": runs}] if default else ["../params.yaml", {"runs": runs}]
     body = yaml.safe_dump(
-        {"vars": [{"runs": runs}], "stages": stages(params)}, sort_keys=False, width=1000
+        {"vars": variables, "stages": stages(params, target)}, sort_keys=False, width=1000
     )
-    return HEADER + body
+    return HEADER.format(target=target) + body
 
 
-def write(params: dict[str, Any], path: Path, check: bool = False) -> bool:
-    """Write dvc.yaml for `params`; with `check`, only compare. True when it was stale."""
-    text = render(params)
-    stale = not Path(path).is_file() or Path(path).read_text() != text
-    if stale and not check:
-        write_text(path, text)
-        return False
+def write(params: dict[str, Any], root: Path, check: bool = False) -> list[Path]:
+    """Write every target's pipeline file under `root`; with `check`, only compare.
+    Returns the files that were stale (rewritten unless `check`)."""
+    stale = []
+    for target in TARGETS:
+        file, text = Path(root) / path(target), render(params, target)
+        if not file.is_file() or file.read_text() != text:
+            stale.append(file)
+            if not check:
+                write_text(file, text)
     return stale
 
 

@@ -15,11 +15,13 @@ trained for it (cnc.grid). A run that several tables share is trained once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 TABLE_FILES = ("md", "tex", "csv")
+DEFAULT_TARGET = "all"  # what `snakemake all` and `dvc repro` build
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +36,12 @@ class GridPoint:
     experts: int  # T; 0 = no MoE
     top_k: int  # K (0 when there is no MoE)
     seed: int
+    # Settings changed beyond the grid's axes (Table S1): (dotted key, value as JSON).
+    variant: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return {key: json.loads(value) for key, value in self.variant}
 
     @property
     def name(self) -> str:
@@ -47,9 +55,21 @@ class GridPoint:
             "mlf" if self.mlf else "nomlf",
             "cnc" if self.constraint else "nocnc",  # the paper's name of the switch
             moe,
+            *(_label(key, value) for key, value in self.overrides.items()),
             f"s{self.seed}",
         )
         return "-".join(parts)
+
+
+def _label(key: str, value: Any) -> str:
+    """`model.noise_std`, 0.05 -> noise_std_0.05; `backbone.taps`, [6, 12, 18] -> taps_6_12_18."""
+    shown = "_".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{key.split('.')[-1]}_{shown}".lower()
+
+
+def variant_of(overrides: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A grid point's `variant` from settings overrides {dotted key: value}."""
+    return tuple(sorted((key, json.dumps(value)) for key, value in overrides.items()))
 
 
 def main_point(params: dict[str, Any], role: str, seed: int, **changes: Any) -> GridPoint:
@@ -105,6 +125,16 @@ def moe_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
     ]
 
 
+def choice_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """The main configuration (the reference row), then once per variant with one choice
+    the paper leaves open changed (Table S1)."""
+    rows = [_cell(params, "reference (main configuration)", "", spec["dataset"])]
+    for overrides in spec["variants"]:
+        row = ", ".join(f"{key} = {json.dumps(value)}" for key, value in overrides.items())
+        rows.append(_cell(params, row, "", spec["dataset"], variant=variant_of(overrides)))
+    return rows
+
+
 def backbone_resolution_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
     """Every backbone at every input resolution (Fig. 4)."""
     return [
@@ -123,6 +153,7 @@ class Experiment:
     figures: tuple[str, ...] = ()  # keys of cnc.report.figures.FIGURES, one file each
     run_figures: tuple[str, ...] = ()  # keys of RUN_FIGURES: <key>-<run>.png per run
     heatmaps: bool = False  # the workflow draws heat maps for its runs
+    target: str = DEFAULT_TARGET  # the workflow target that builds it
 
     @property
     def is_table(self) -> bool:
@@ -163,39 +194,54 @@ EXPERIMENTS: dict[str, Experiment] = {
         files=("csv",),
         figures=("fig4.png",),
     ),
+    "tableS1": Experiment(
+        "Table S1: sensitivity to choices the paper leaves open",
+        choice_cells,
+        "sensitivity",
+        target="choices",  # opt-in: `snakemake --cores 1 choices`
+    ),
 }
+TARGETS = tuple(dict.fromkeys(e.target for e in EXPERIMENTS.values()))
 
 
-def cells(params: dict[str, Any]) -> dict[str, list[Cell]]:
-    """For each experiment, its cells in the paper's order."""
-    return {name: e.cells(params, params["experiments"][name]) for name, e in EXPERIMENTS.items()}
+def experiments(target: str | None = None) -> dict[str, Experiment]:
+    """The registry's experiments of one workflow target (all of them for None)."""
+    return {n: e for n, e in EXPERIMENTS.items() if target in (None, e.target)}
+
+
+def cells(params: dict[str, Any], target: str | None = None) -> dict[str, list[Cell]]:
+    """For each experiment (of `target`), its cells in the paper's order."""
+    chosen = experiments(target).items()
+    return {name: e.cells(params, params["experiments"][name]) for name, e in chosen}
 
 
 def tables() -> list[str]:
     return [name for name, e in EXPERIMENTS.items() if e.is_table]
 
 
-def report_files() -> list[str]:
-    """Every file `cnc report` writes beside the tables, in the report folder."""
-    own = [f"{name}.{ext}" for name, e in EXPERIMENTS.items() for ext in e.files]
-    return [*own, "summary.json", "README.md"]
+def report_files(target: str = DEFAULT_TARGET) -> list[str]:
+    """Every file `cnc report --target` writes in the report folder; the default target
+    adds the summary and the index."""
+    own = [f"{name}.{ext}" for name, e in experiments(target).items() for ext in e.files]
+    return own + (["summary.json", "README.md"] if target == DEFAULT_TARGET else [])
 
 
 def run_figure(key: str, run: str) -> str:
     return f"{key}-{run}.png"
 
 
-def figure_files(params: dict[str, Any]) -> list[str]:
-    """Every figure `cnc report` draws: each experiment's, and one per run where asked."""
-    grid = cells(params)
+def figure_files(params: dict[str, Any], target: str = DEFAULT_TARGET) -> list[str]:
+    """Every figure `cnc report --target` draws: each experiment's, and one per run where
+    asked."""
+    chosen, grid = experiments(target), cells(params, target)
     per_run = {
         run_figure(key, r): None
-        for name, e in EXPERIMENTS.items()
+        for name, e in chosen.items()
         for key in e.run_figures
         for c in grid[name]
         for r in c.runs
     }
-    return [f for e in EXPERIMENTS.values() for f in e.figures] + list(per_run)
+    return [f for e in chosen.values() for f in e.figures] + list(per_run)
 
 
 def heatmap_runs(params: dict[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnc.errors import SettingsError, UsageError, UserError
-from cnc.experiments import GridPoint, cells
+from cnc.experiments import DEFAULT_TARGET, GridPoint, cells
 from cnc.params import DEFAULT, load_params, read_structured
 from cnc.settings import RunSettings, apply_overrides, tiny_name
 
@@ -47,10 +47,16 @@ def data_record(dataset: str) -> str:
     return f"{RESULTS}/data/{dataset}.json"
 
 
-def grid_points(params: dict[str, Any]) -> dict[str, GridPoint]:
-    """Every run of every experiment, once, by name (sorted)."""
-    points = {p for table in cells(params).values() for c in table for p in c.points}
+def grid_points(params: dict[str, Any], target: str | None = None) -> dict[str, GridPoint]:
+    """Every run of every experiment (of a workflow target), once, by name (sorted)."""
+    points = {p for table in cells(params, target).values() for c in table for p in c.points}
     return {p.name: p for p in sorted(points)}
+
+
+def own_points(params: dict[str, Any], target: str) -> dict[str, GridPoint]:
+    """The runs a target needs that the default target does not train already."""
+    shared = grid_points(params, DEFAULT_TARGET)
+    return {n: p for n, p in grid_points(params, target).items() if n not in shared}
 
 
 def scale_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -61,19 +67,28 @@ def dataset_of(params: dict[str, Any], point: GridPoint) -> str:
     return scale_settings(params)["datasets"][point.role]
 
 
-def _overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """params.yaml's override sections, the scale's over the top-level ones."""
+def _refuse_decided(source: str, section: str, keys: Any) -> None:
+    decided = [k for k in DECIDED_BY_GRID.get(section, ()) if k in keys]
+    if decided:
+        raise SettingsError(
+            f"{source}{section}.{decided[0]}: set by the grid (`main` and the experiments' "
+            "axes), not here"
+        )
+
+
+def _overrides(params: dict[str, Any], point: GridPoint) -> dict[str, Any]:
+    """params.yaml's override sections, the scale's over the top-level ones, then the
+    grid point's variant (Table S1)."""
     merged: dict[str, Any] = {}
     for source, layer in (("", params), (f"scales.{params['scale']}.", scale_settings(params))):
         for section in OVERRIDABLE:
             given = layer.get(section, {})
-            decided = [k for k in DECIDED_BY_GRID.get(section, ()) if k in given]
-            if decided:
-                raise SettingsError(
-                    f"{source}{section}.{decided[0]}: set by the grid (`main` and "
-                    "`experiments`), not here"
-                )
+            _refuse_decided(source, section, given)
             merged[section] = {**merged.get(section, {}), **given}
+    for dotted, value in point.overrides.items():
+        section, key = dotted.split(".")
+        _refuse_decided("a variant's ", section, [key])
+        merged.setdefault(section, {})[key] = value
     return merged
 
 
@@ -90,7 +105,7 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
             f"scales.{params['scale']}.resolution_divisor: {divisor} does not divide "
             f"resolution {point.resolution}"
         )
-    settings = _overrides(params)
+    settings = _overrides(params, point)
     settings["data"] = {"dataset": dataset, "root": str(root)}
     settings["backbone"].update(
         name=tiny_name(point.backbone) if sc["tiny_backbones"] else point.backbone,
@@ -128,11 +143,12 @@ def run_dir(params: dict[str, Any], name: str) -> str:
     return f"{runs_dir(params['scale'])}/{name}"
 
 
-def describe_runs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every run of the grid: its folder and its settings (`cnc workflow runs --json`)."""
+def describe_runs(params: dict[str, Any], target: str | None = None) -> dict[str, dict]:
+    """The runs of a target (all for None): folder and settings (`cnc workflow runs`)."""
+    check_grid(params)
     return {
         name: {"dir": run_dir(params, name), "settings": run_settings(params, point).to_dict()}
-        for name, point in check_grid(params).items()
+        for name, point in grid_points(params, target).items()
     }
 
 

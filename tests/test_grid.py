@@ -43,11 +43,11 @@ def test_the_main_run_is_shared_by_tables_1_2_4_and_fig4():
 
 
 def test_grid_size_and_seeds():
-    points = grid.grid_points(PARAMS)
+    points = grid.grid_points(PARAMS, "all")
     # 7 ablation rows + None + 21 (T, K) + 16 backbone x resolution + VisA, minus shared.
     assert len(points) == 43
     assert sum(1 for n in points if n.startswith("visa-")) == 1
-    two = grid.grid_points(params(seeds=[0, 1]))
+    two = grid.grid_points(params(seeds=[0, 1]), "all")
     assert len(two) == 86 and {n[-2:] for n in two} == {"s0", "s1"}
     assert all(
         len(c.runs) == 2 for t in experiments.cells(params(seeds=[0, 1])).values() for c in t
@@ -164,9 +164,48 @@ def test_a_setting_the_grid_decides_cannot_be_overridden(change, key):
 
 def test_every_run_listed_with_its_folder_and_settings():
     listing = grid.describe_runs(PARAMS)
-    assert len(listing) == 43
+    assert len(listing) == 49 and len(grid.describe_runs(PARAMS, "all")) == 43
     entry = listing[MAIN]
     assert entry["dir"] == f"results/runs/smoke/{MAIN}"
     assert RunSettings.from_dict(entry["settings"]) == grid.run_settings(
         PARAMS, grid.grid_points(PARAMS)[MAIN]
     )
+
+
+def test_table_s1_varies_one_open_choice_at_a_time_outside_the_default_target():
+    every, default = grid.grid_points(PARAMS), grid.grid_points(PARAMS, "all")
+    variants = sorted(set(every) - set(default))
+    assert len(default) == 43 and len(variants) == 6  # opt-in: not trained by `all`
+    assert f"{MAIN[:-3]}-taps_quarters-s0" in variants
+    assert f"{MAIN[:-3]}-noise_std_0.05-s0" in variants
+    s1 = experiments.cells(PARAMS)["tableS1"]
+    assert s1[0].runs == (MAIN,)  # the reference row is the shared main run
+    main = grid.run_settings(PARAMS, every[MAIN])
+    for cell in s1[1:]:
+        changed = grid.run_settings(PARAMS, cell.points[0]).to_dict()
+        differs = [
+            f"{section}.{key}"
+            for section, values in changed.items()
+            if isinstance(values, dict)
+            for key, value in values.items()
+            if main.to_dict()[section][key] != value
+        ]
+        assert differs == list(cell.points[0].overrides), (cell.row, differs)
+
+
+def test_a_tap_scheme_variant_means_the_same_at_both_scales():
+    name = f"{MAIN[:-3]}-taps_quarters-s0"
+    smoke = grid.run_settings(PARAMS, grid.grid_points(PARAMS)[name])
+    paper = params(scale="paper")
+    assert smoke.backbone.taps == (2, 3, 5)  # quarters of the stand-in's 6 blocks
+    assert grid.run_settings(paper, grid.grid_points(paper)[name]).backbone.taps == (6, 12, 18)
+
+
+def test_a_variant_cannot_change_what_the_grid_decides():
+    bad = params()
+    bad["experiments"]["tableS1"]["variants"] = [{"model.mlf": False}]
+    with pytest.raises(SettingsError, match=r"a variant's model\.mlf: set by the grid"):
+        grid.check_grid(bad)
+    bad["experiments"]["tableS1"]["variants"] = [{"gamma": 0.2}]
+    with pytest.raises(SettingsError, match=r"experiments\.tableS1\.variants\.0"):
+        validate_params(bad)

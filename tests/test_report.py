@@ -312,3 +312,19 @@ def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch):
     assert set(summary["table5"]) == {"i", "v"}
     assert "## Table 5: ablation on VisA" in compare_table(p, "table5", tmp_path / "runs")
     assert f"    {new_run}:" in dvcfile.render(p)
+
+
+def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):
+    root, _ = smoke_reports
+    assert not (root / "reports" / "tableS1.md").exists()  # opt-in: not in the default
+    written = write_reports(PARAMS, root / "runs", root / "reports", root / "figures", "choices")
+    assert {p.name for p in written} == {"tableS1.md", "tableS1.tex", "tableS1.csv"}
+    text = plain((root / "reports" / "tableS1.md").read_text())
+    assert "## Table S1: sensitivity to choices the paper leaves open" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 7  # the header, the reference, six variants
+    assert rows[1].startswith("| reference (main configuration) |")
+    assert rows[1].rstrip(" |").endswith("| 0.0")  # the reference minus itself
+    assert any(r.startswith('| backbone.taps = "quarters" |') for r in rows)
+    result = runner.invoke(app, ["compare", str(root / "runs"), "--table", "tableS1"])
+    assert result.exit_code == 0 and "Table S1" in result.output, result.output

@@ -19,6 +19,7 @@ from cnc import dvcfile, experiments, grid
 from cnc.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+MAIN = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-s0"
 BIN = Path(sys.executable).parent
 runner = CliRunner()
 
@@ -33,6 +34,10 @@ def small_params() -> dict:
     params["experiments"]["table2"]["rows"] = {"i": [False, False, False], "vii": [True] * 3}
     params["experiments"]["table4"].update(experts=[1], top_k=[1, 2])
     params["experiments"]["fig4"].update(backbones=["ViT-B-32"], resolutions=[224])
+    params["experiments"]["tableS1"]["variants"] = [
+        {"model.noise_std": 0.2},
+        {"model.fnp_norm": "patch"},
+    ]
     return params
 
 
@@ -100,7 +105,7 @@ def test_snakemake_produces_every_table_and_figure(finished):
         assert (finished / "results/reports/smoke" / f).is_file(), f
     for f in experiments.figure_files(small_params()):
         assert (finished / "results/figures/smoke" / f).is_file(), f
-    names = list(grid.grid_points(small_params()))
+    names = list(grid.grid_points(small_params(), "all"))
     assert len(names) == 6
     for name in names:
         run = finished / "results/runs/smoke" / name
@@ -177,12 +182,31 @@ def test_snakemake_lint_is_clean():
 # ----------------------------------------------------------------------------- DVC
 
 
-def test_dvc_yaml_is_generated_from_params_and_current():
-    assert (ROOT / "dvc.yaml").read_text() == dvcfile.render(yaml.safe_load(
-        (ROOT / "params.yaml").read_text()
-    ))  # fmt: skip
+def test_dvc_files_are_generated_from_params_and_current():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert dvcfile.write(params, ROOT, check=True) == []  # dvc.yaml and choices/dvc.yaml
+    assert (ROOT / "choices/dvc.yaml").read_text() == dvcfile.render(params, "choices")
     result = runner.invoke(app, ["workflow", "dvc", "--check"])
     assert result.exit_code == 0, result.output
+
+
+def test_the_choices_target_trains_only_its_variants(finished):
+    """Opt-in (not in `all`): the variants are trained, the shared main run is reused."""
+    assert not (finished / "results/reports/smoke/tableS1.md").exists()
+    run = snakemake(finished, "choices")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (run.stdout + run.stderr).count("rule train:") == 2  # the two variants
+    table = (finished / "results/reports/smoke/tableS1.md").read_text()
+    assert "Table S1: sensitivity to choices the paper leaves open" in table
+    for row in (
+        "reference (main configuration)",
+        "model.noise_std = 0.2",
+        'model.fnp_norm = "patch"',
+    ):
+        assert f"| {row} |" in table.replace("**", "").replace("<u>", "").replace("</u>", "")
+    name = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-noise_std_0.2-s0"
+    config = yaml.safe_load((finished / f"results/runs/smoke/{name}/config.json").read_text())
+    assert config["model"]["noise_std"] == 0.2
 
 
 def test_snakemake_gives_a_training_job_the_shared_cpu_thread_count(finished):
@@ -227,7 +251,7 @@ def test_a_stale_dvc_lock_is_named_key_by_key():
 def test_a_stale_dvc_yaml_is_detected(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(small_params()))
     args = ["workflow", "dvc", "--params", str(tmp_path / "params.yaml")]
-    args += ["--out", str(tmp_path / "dvc.yaml")]
+    args += ["--root", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 0
     assert runner.invoke(app, [*args, "--check"]).exit_code == 0
     params = small_params()
@@ -235,21 +259,23 @@ def test_a_stale_dvc_yaml_is_detected(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     stale = runner.invoke(app, [*args, "--check"])
     assert stale.exit_code == 1 and "stale" in stale.output
+    assert "dvc.yaml" in stale.output and "choices/dvc.yaml" in stale.output
 
 
-def _snakemake_outputs(work: Path) -> set[str]:
-    summary = snakemake(work, "--summary", "--nolock")
+def _snakemake_outputs(work: Path, target: str = "all") -> set[str]:
+    summary = snakemake(work, target, "--summary", "--nolock")
     assert summary.returncode == 0, summary.stderr[-2000:]
     return {line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.strip()}
 
 
-def _dvc_outputs(work: Path) -> set[str]:
+def _dvc_outputs(work: Path, pipeline: str = "dvc.yaml") -> set[str]:
     from dvc.repo import Repo
 
     with Repo(str(work)) as repo:
         return {
             str(Path(out.fs_path).relative_to(work))
             for stage in repo.index.stages
+            if Path(stage.path).relative_to(work).as_posix() == pipeline
             for out in stage.outs
         }
 
@@ -270,11 +296,16 @@ def test_snakemake_and_dvc_enumerate_the_same_runs_and_paths():
         assert any(path == d or path.startswith(d + "/") for d in dvc) or path.endswith(
             "train_log.csv"
         ), path
+    # The opt-in target: its own runs in choices/dvc.yaml, the shared main run in dvc.yaml.
+    snake_runs, snake_reports = _runs_and_reports(_snakemake_outputs(ROOT, "choices"))
+    dvc_runs, dvc_reports = _runs_and_reports(_dvc_outputs(ROOT, "choices/dvc.yaml"))
+    assert snake_reports == dvc_reports and dvc_runs == snake_runs - {MAIN}
+    assert len(dvc_runs) == 6
 
 
 def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp_path):
     work = project(tmp_path, "dvc")
-    (work / "dvc.yaml").write_text(dvcfile.render(small_params()))
+    dvcfile.write(small_params(), work)
     shutil.copytree(ROOT / "cnc", work / "cnc")  # the code the stages depend on
     dvc = str(BIN / "dvc")
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=work, check=True, env=env())
@@ -289,7 +320,9 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     assert run.stdout.count("Running stage 'train@") < 6
     assert f"on cpu, {grid.TRAIN_THREADS} CPU thread(s)" in run.stdout  # as in Snakemake
     assert tables(work) == tables(finished)
-    again = subprocess.run([dvc, "status"], cwd=work, capture_output=True, text=True, env=env())
+    again = subprocess.run(
+        [dvc, "status", "dvc.yaml"], cwd=work, capture_output=True, text=True, env=env()
+    )
     assert "up to date" in again.stdout, again.stdout
     for command in (["metrics", "show"], ["plots", "show", "--json"]):
         shown = subprocess.run([dvc, *command], cwd=work, capture_output=True, text=True, env=env())
@@ -300,3 +333,13 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
             [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
         ).stdout
     )
+    # The opt-in pipeline: its variants only, then Table S1 as Snakemake renders it.
+    choices = subprocess.run(
+        [dvc, "repro", "choices/dvc.yaml"], cwd=work, capture_output=True, text=True, env=env()
+    )
+    assert choices.returncode == 0, choices.stdout[-3000:] + choices.stderr[-3000:]
+    assert choices.stdout.count("Running stage 'choices/dvc.yaml:train@") == 2
+    assert snakemake(finished, "choices").returncode == 0  # a no-op once it has run
+    for ext in ("md", "csv"):
+        table = f"results/reports/smoke/tableS1.{ext}"
+        assert (work / table).read_text() == (finished / table).read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cnc import grid
-from cnc.experiments import EXPERIMENTS, report_files, run_figure
+from cnc.experiments import DEFAULT_TARGET, experiments, report_files, run_figure
 from cnc.io import atomic_path, write_json, write_text
 from cnc.report.figures import FIGURES, RUN_FIGURES
 from cnc.report.layouts import Built, build, preamble
@@ -30,15 +30,17 @@ def write_reports(
     runs_dir: Path | None = None,
     reports_dir: Path | None = None,
     figures_dir: Path | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> list[Path]:
-    """Write every experiment's files (md, tex, csv), its figures, summary.json and an
-    index, by default in the scale's folders; returns the paths written."""
+    """Write the files (md, tex, csv) and figures of every experiment of a workflow
+    target, by default in the scale's folders; the default target adds summary.json and
+    an index. Returns the paths written."""
     scale = params["scale"]
     runs_dir = Path(runs_dir or grid.runs_dir(scale))
     reports_dir = Path(reports_dir or grid.reports_dir(scale))
     figures_dir = Path(figures_dir or grid.figures_dir(scale))
     sub = subtitle(params)
-    built = [build(params, name, runs_dir) for name in EXPERIMENTS]
+    built = [build(params, name, runs_dir) for name in experiments(target)]
     figures: list[Path] = []
     for b in built:
         head = preamble(params, b.experiment.title, b.results)
@@ -56,11 +58,10 @@ def write_reports(
                 path = figures_dir / run_figure(key, run)
                 RUN_FIGURES[key](run, runs_dir, path, sub)
                 figures.append(path)
-
-    write_json(
-        reports_dir / "summary.json",
-        {"scale": params["scale"], **{b.name: b.summary for b in built}},
-    )
+    if target != DEFAULT_TARGET:
+        return [reports_dir / f for f in report_files(target)] + figures
+    summary = {"scale": params["scale"], **{b.name: b.summary for b in built}}
+    write_json(reports_dir / "summary.json", summary)
     head = preamble(params, "CNC benchmark reports", [r for b in built for r in b.results])
     links = [f"- [{f.name}](../../figures/{params['scale']}/{f.name})" for f in figures]
     index = [*head, "", "Tables and data:", *map(_index_line, built), "", "Figures:", *links]

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 from cnc import experiments, grid
 from cnc.data.prepare import dataset_settings
@@ -17,7 +18,7 @@ HEATMAP_RUNS = experiments.heatmap_runs(config)
 
 
 wildcard_constraints:
-    run="|".join(GRID),
+    run="|".join(map(re.escape, GRID)),
 
 
 def prepared_data():
@@ -34,11 +35,16 @@ def run_settings(wildcards):
     return grid.run_settings(config, GRID[wildcards.run]).to_json()
 
 
-def report_outputs():
-    """Every table and figure, named by file stem and kind (table1, table1_tex, fig4...)."""
-    files = [f"{REPORTS}/{f}" for f in experiments.report_files()]
-    files += [f"{FIGURES}/{f}" for f in experiments.figure_files(config)]
+def report_outputs(target):
+    """A target's tables and figures, named by file stem and kind (table1, table1_tex...)."""
+    files = [f"{REPORTS}/{f}" for f in experiments.report_files(target)]
+    files += [f"{FIGURES}/{f}" for f in experiments.figure_files(config, target)]
     return {output_key(f): f for f in files}
+
+
+def target_metrics(target):
+    """The metrics.json of every run a target's experiments read."""
+    return [f"{RUNS}/{run}/metrics.json" for run in grid.grid_points(config, target)]
 
 
 def output_key(path):

@@ -1,17 +1,16 @@
 rule evaluate:
-    """The five metrics per class of every run, from the saved maps (CPU, one process:
-    evaluation takes about a second per run, starting a process several)."""
+    """The five metrics per class of one run, from its saved maps (CPU, no model)."""
     input:
-        expand(f"{RUNS}/{{run}}/maps/protocol.json", run=GRID),
+        f"{RUNS}/{{run}}/maps/protocol.json",
     output:
-        expand(f"{RUNS}/{{run}}/metrics.json", run=GRID),
-        expand(f"{RUNS}/{{run}}/metrics.csv", run=GRID),
+        f"{RUNS}/{{run}}/metrics.json",
+        f"{RUNS}/{{run}}/metrics.csv",
     params:
-        runs=expand(f"{RUNS}/{{run}}", run=GRID),
-        heatmaps=[f"--heatmaps-for {r}" for r in HEATMAP_RUNS],
+        run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
+        heatmaps=lambda wildcards: "--heatmaps" if wildcards.run in HEATMAP_RUNS else "--no-heatmaps",
     log:
-        f"logs/{SCALE}/evaluate.log",
+        f"logs/{SCALE}/evaluate/{{run}}.log",
     conda:
         "../../environment.yml"
     shell:
-        "cnc evaluate {params.runs} {params.heatmaps} > {log} 2>&1"
+        "cnc evaluate {params.run_dir} {params.heatmaps} > {log} 2>&1"

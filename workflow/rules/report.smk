@@ -1,11 +1,14 @@
+# One rule per workflow target of the experiment registry (cnc/experiments.py).
+
+
 rule report:
-    """Every table and figure of the experiment registry, from the saved metrics only
-    (into the scale's folders, grid.reports_dir and grid.figures_dir)."""
+    """The default target's tables and figures, from the saved metrics only (into the
+    scale's folders, grid.reports_dir and grid.figures_dir)."""
     input:
-        metrics=expand(f"{RUNS}/{{run}}/metrics.json", run=GRID),
-        curves=expand(f"{RUNS}/{{run}}/train_log.csv", run=GRID),
+        metrics=target_metrics("all"),
+        curves=expand(f"{RUNS}/{{run}}/train_log.csv", run=grid.grid_points(config, "all")),
     output:
-        **report_outputs(),
+        **report_outputs("all"),
     params:
         settings=json.dumps(config, sort_keys=True),
     log:
@@ -13,4 +16,20 @@ rule report:
     conda:
         "../../environment.yml"
     shell:
-        "cnc report --params {params.settings:q} > {log} 2>&1"
+        "cnc report --params {params.settings:q} --target all > {log} 2>&1"
+
+
+rule report_choices:
+    """Table S1: how far the choices the paper leaves open move the numbers (opt-in)."""
+    input:
+        target_metrics("choices"),
+    output:
+        **report_outputs("choices"),
+    params:
+        settings=json.dumps(config, sort_keys=True),
+    log:
+        f"logs/{SCALE}/report_choices.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "cnc report --params {params.settings:q} --target choices > {log} 2>&1"
