@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cnc.errors import UsageError
+
 TABLE_FILES = ("md", "tex", "csv")
 DEFAULT_TARGET = "all"  # what `snakemake all` and `dvc repro` build
 
@@ -206,6 +208,8 @@ TARGETS = tuple(dict.fromkeys(e.target for e in EXPERIMENTS.values()))
 
 def experiments(target: str | None = None) -> dict[str, Experiment]:
     """The registry's experiments of one workflow target (all of them for None)."""
+    if target is not None and target not in TARGETS:
+        raise UsageError(f"target {target!r}: choose one of {', '.join(TARGETS)}")
     return {n: e for n, e in EXPERIMENTS.items() if target in (None, e.target)}
 
 

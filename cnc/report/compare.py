@@ -10,6 +10,7 @@ from cnc import grid
 from cnc.errors import UsageError
 from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, tables
+from cnc.params import DEFAULT, load_params
 from cnc.report import paper
 from cnc.report.layouts import METRIC_LABELS, build, difference, nums, preamble
 from cnc.report.render import Num, Table, markdown
@@ -74,6 +75,25 @@ def compare_with_paper(run_dir: Path, table: str) -> str:
         ]
     header = ["class", run_dir.name, "paper (CNC)", "difference"]
     return markdown([Table("compare", "", header, rows)], head)
+
+
+def compare(
+    runs: list[Path],
+    paper_table: str | None = None,
+    table: str | None = None,
+    params: str | Path = DEFAULT,
+    scale: str | None = None,
+) -> str:
+    """`cnc compare`: a table of the grid against the paper (`table`; `runs` may name
+    the runs folder), one run against the paper (`paper_table`), or runs against the
+    first of them."""
+    if table is not None:
+        return compare_table(load_params(params, scale), table, runs[0] if runs else None)
+    if paper_table is not None:
+        if len(runs) != 1:
+            raise UsageError("--paper compares exactly one run with the paper")
+        return compare_with_paper(runs[0], paper_table)
+    return compare_runs(runs)
 
 
 def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = None) -> str:

@@ -152,9 +152,9 @@ def diagnostics(run: str, runs_dir: Path, path: Path, subtitle: str) -> None:
             style = "--" if key.startswith("ehat") else "-"
             ax.plot(log["epoch"], values.where(values > 0) if limits is None else values,
                     marker=".", ls=style, label=label)  # fmt: skip
-        note = "not in this run" if not columns else f"0 throughout: {', '.join(zero)}"
-        if zero or not columns:
-            ax.text(0.5, 0.04, note, ha="center", fontsize=7, transform=ax.transAxes)
+        if zero or not columns:  # in the title, where no curve can hide it
+            note = "not in this run" if not columns else f"0 throughout: {', '.join(zero)}"
+            title = f"{title}\n({note})"
         if limits is None:
             if len(zero) < len(columns):
                 ax.set_yscale("log")
