@@ -202,7 +202,7 @@ def infer(
     progress: bool = True,
 ) -> None:
     """Anomaly maps of every test image, saved per class for `cnc evaluate`, with the
-    run's inference settings (`--set infer.sigma=2` overrides them)."""
+    run's inference settings (`--set infer.map_size=256` overrides them)."""
     from cnc.infer import infer_run
     from cnc.runs import read_settings
 
@@ -236,20 +236,29 @@ def predict(
 @app.command("evaluate")
 def evaluate(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders with maps/ from inference.")],
+    params: Annotated[str | None, typer.Option(help=f"Settings from {PARAMS_HELP}")] = None,
+    settings: Annotated[
+        str | None, typer.Option(help="An `evaluate` section: a file or inline JSON.")
+    ] = None,
+    overrides: Overrides = None,
     heatmaps: Annotated[bool, typer.Option(help="Also draw per-class heat maps.")] = True,
     heatmaps_for: Annotated[
         list[str] | None,
         typer.Option(help="Draw heat maps only for these run names (repeatable)."),
     ] = None,
 ) -> None:
-    """Five metrics per class, class means and mTotal from runs' saved maps."""
+    """Five metrics per class, class means and mTotal from runs' saved maps (smoothed
+    with `evaluate.sigma`; --set evaluate.sigma=2 overrides)."""
     from cnc.evaluation.evaluate import evaluate_run
     from cnc.evaluation.metrics import METRICS
+    from cnc.grid import evaluate_job_settings
 
+    with user_errors():
+        config = evaluate_job_settings(params, settings, overrides)
     for run_dir in run_dirs:
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
         with user_errors():
-            result = evaluate_run(run_dir, heatmaps=draw)
+            result = evaluate_run(run_dir, config, heatmaps=draw)
         rows = [
             [cls, *(f"{values[k]:.1f}" for k in METRICS)]
             for cls, values in [*result["classes"].items(), ("mean", result["mean"])]

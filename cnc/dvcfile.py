@@ -67,8 +67,9 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
             "foreach": "${runs}",
             "do": {
                 **where,
-                "cmd": f"cnc evaluate {RUN} --${{item.heatmaps}}",
+                "cmd": f"cnc evaluate {RUN} --params params.yaml --${{item.heatmaps}}",
                 "deps": [f"{RUN}/maps", *code.EVALUATE],
+                "params": ["scale", "scales", "evaluate"],
                 "outs": [_uncached(f"{RUN}/{METRICS_CSV}")],
                 "metrics": [_uncached(f"{RUN}/{METRICS_JSON}")],
             },

@@ -16,7 +16,7 @@ from typing import Any
 from cnc.errors import SettingsError, UsageError, UserError
 from cnc.experiments import DEFAULT_TARGET, GridPoint, cells
 from cnc.params import DEFAULT, load_params, read_structured
-from cnc.settings import RunSettings, apply_overrides, tiny_name
+from cnc.settings import EvaluateSettings, RunSettings, apply_overrides, tiny_name
 
 RESULTS = "results"
 # Intra-op CPU threads of a training job. On a CPU the results depend on it bit for bit
@@ -121,6 +121,12 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     return RunSettings.from_dict(settings, f"run {point.name}")
 
 
+def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:
+    """How the workflow scores saved maps: params.yaml's `evaluate`, the scale's over it."""
+    given = {**params.get("evaluate", {}), **scale_settings(params).get("evaluate", {})}
+    return EvaluateSettings.from_dict(given, "params.yaml evaluate")
+
+
 def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
     """Every run resolved once, so a bad combination fails before anything runs."""
     points = grid_points(params)
@@ -172,3 +178,24 @@ def job_settings(
     base = {} if settings is None else read_structured(settings, "--settings")
     source = "--settings" if settings is not None else "settings"
     return RunSettings.from_dict(apply_overrides(base, overrides or []), source)
+
+
+def evaluate_job_settings(
+    params: str | Path | None = None,
+    settings: str | None = None,
+    overrides: list[str] | None = None,
+) -> EvaluateSettings:
+    """Evaluation settings from the command line's sources, each over the last: the
+    defaults, params (`--params`) or an `evaluate` section (`--settings`), and `--set
+    evaluate.key=value`."""
+    if params is not None and settings is not None:
+        raise UsageError("--params and --settings: give one of them")
+    if params is not None:
+        base = evaluate_settings(load_params(params)).to_dict()
+    else:
+        base = {} if settings is None else read_structured(settings, "--settings")
+    given = apply_overrides({"evaluate": base}, overrides or [])
+    unknown = sorted(set(given) - {"evaluate"})
+    if unknown:
+        raise SettingsError(f"--set {unknown[0]}.*: evaluation takes evaluate.<key> only")
+    return EvaluateSettings.from_dict(given["evaluate"], "--settings/--set")

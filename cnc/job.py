@@ -39,7 +39,7 @@ def run_job(
 ) -> JobResult:
     """Train (or continue, or reuse) the run, then write its maps."""
     device = pick_device(device)
-    state = train(settings, run_dir, resume=resume, force=force, device=device, progress=progress)
-    if maps:
-        infer_run(run_dir, settings.infer, device=device, progress=progress)
-    return JobResult(state, device, torch.get_num_threads())
+    trained = train(settings, run_dir, resume, force, device, progress)
+    if maps:  # with the network in memory: one build per job
+        infer_run(run_dir, settings.infer, device, progress, network=trained.network)
+    return JobResult(trained.state, device, torch.get_num_threads())

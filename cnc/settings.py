@@ -82,6 +82,11 @@ class _Section:
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
 
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "settings") -> Any:
+        validate(data, source, cls.SECTION, f"{cls.SECTION}.")  # unknown keys named first
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class DataSettings(_Section):
@@ -108,6 +113,13 @@ class BackboneSettings(_Section):
         super().__post_init__()
         # Stored resolved, so a run's settings say which blocks were tapped.
         object.__setattr__(self, "taps", resolve_taps(self.name, self.taps))
+
+
+# A switch's "off" value and the model settings that only matter when it is on.
+SWITCHED_OFF = {
+    "constraint": (False, ("prompt_tokens", "tau", "gamma", "theta", "prompt_grad", "fnp_norm")),
+    "moe_experts": (0, ("moe_top_k", "expert_hidden_ratio")),
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,26 @@ class ModelSettings(_Section):
                 f"model.moe_top_k={self.moe_top_k} with model.moe_experts={self.moe_experts}: "
                 "K must satisfy 1 <= K <= T"
             )
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in self.unused():  # so equal settings compare and hash equal
+            object.__setattr__(self, key, defaults[key])
+
+    def unused(self) -> tuple[str, ...]:
+        """The settings this run's switches turn off (SWITCHED_OFF)."""
+        return tuple(
+            key
+            for switch, (off, keys) in SWITCHED_OFF.items()
+            if getattr(self, switch) == off
+            for key in keys
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Without the settings the switches turn off: a change to them is no change to
+        this run, so the workflow re-runs nothing for it."""
+        data = super().to_dict()
+        for key in self.unused():
+            del data[key]
+        return data
 
 
 @dataclass(frozen=True)
@@ -160,18 +192,24 @@ class InferSettings(_Section):
     # Eq. 17's up-sampling "to keep the same size as the input image": None = the run's
     # input resolution; a number evaluates every run at that size instead.
     map_size: int | None = None
-    # Gaussian smoothing in map pixels (not in the paper; the field's common addition,
-    # sigma 4 at 256 px); 0 = none. docs/REPRODUCTION.md says why it is not rescaled.
-    sigma: float = 4.0
     batch_size: int = 16
 
     def protocol(self) -> dict[str, Any]:
-        return {
-            "map_size": self.map_size,
-            "smoothing_sigma": self.sigma,
-            "mask_rule": MASK_RULE,
-            "image_score": IMAGE_SCORE_RULE,
-        }
+        return {"map_size": self.map_size, "mask_rule": MASK_RULE}
+
+
+@dataclass(frozen=True)
+class EvaluateSettings(_Section):
+    """How saved maps are scored; not part of a run's settings, so a change re-runs the
+    evaluation only (the maps are saved before smoothing)."""
+
+    SECTION = "evaluate"
+    # Gaussian smoothing in map pixels (not in the paper; the field's common addition,
+    # sigma 4 at 256 px); 0 = none. docs/REPRODUCTION.md says why it is not rescaled.
+    sigma: float = 4.0
+
+    def protocol(self) -> dict[str, Any]:
+        return {"smoothing_sigma": self.sigma, "image_score": IMAGE_SCORE_RULE}
 
 
 SECTIONS: dict[str, type[_Section]] = {

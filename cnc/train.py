@@ -14,6 +14,7 @@ import math
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from cnc.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.errors import AlreadyExistsError
 from cnc.io import atomic_path
 from cnc.model.backbone import FrozenCLIP, Taps
-from cnc.model.build import build, encoder_fingerprint
+from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.model.network import CNCNetwork
 from cnc.runs import (
     CHECKPOINT,
@@ -238,6 +239,12 @@ def _start_state(out_dir: Path, settings: RunSettings, resume: bool, force: bool
     return "new", None
 
 
+@dataclass
+class Trained:
+    state: dict[str, Any]  # what model.pt holds: weights, settings, history
+    network: Network | None  # the network just trained, in eval mode; None when reused
+
+
 def train(
     settings: RunSettings,
     out_dir: Path,
@@ -245,8 +252,8 @@ def train(
     force: bool = False,
     device: str = "cpu",
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train (or continue) the run in `out_dir`; returns the final state.
+) -> Trained:
+    """Train (or continue) the run in `out_dir`; returns the final state and network.
 
     `checkpoint.pt` holds the resumable state while training runs; at the end the final
     state is written to `model.pt` and the checkpoint removed. With `resume`, an
@@ -260,7 +267,7 @@ def train(
     write_settings(out_dir, settings)
     if action == "reuse":
         _write_log(out_dir / TRAIN_LOG, previous["history"])
-        return previous
+        return Trained(previous, None)
     ckpt_path = out_dir / CHECKPOINT
     schedule = settings.train
 
@@ -338,4 +345,4 @@ def train(
     state = {k: v for k, v in snapshot(schedule.epochs).items() if k not in ("optimizer", "rng")}
     save_checkpoint(out_dir / FINAL, state)
     ckpt_path.unlink(missing_ok=True)
-    return {**state, "settings": settings}
+    return Trained({**state, "settings": settings}, Network(settings, encoder, model.eval()))

@@ -14,11 +14,18 @@ from typer.testing import CliRunner
 from cnc.cli import app
 from cnc.evaluation.evaluate import evaluate_run, summarise
 from cnc.evaluation.heatmaps import colour_scale
-from cnc.evaluation.maps import ClassMaps, read_class_maps, write_class_maps, write_protocol
+from cnc.evaluation.maps import (
+    ClassMaps,
+    read_class_maps,
+    smooth,
+    write_class_maps,
+    write_protocol,
+)
 from cnc.evaluation.metrics import METRICS, class_metrics
+from cnc.settings import EvaluateSettings
 
 runner = CliRunner()
-PROTOCOL = {"map_size": 16, "mask_rule": "test", "image_score": "max", "smoothing_sigma": 4}
+PROTOCOL = {"map_size": 16, "mask_rule": "test"}  # what inference records
 
 
 def class_maps(seed: int, tmp_path, n_good=3, n_bad=4, size=16) -> ClassMaps:
@@ -32,7 +39,7 @@ def class_maps(seed: int, tmp_path, n_good=3, n_bad=4, size=16) -> ClassMaps:
         paths.append(
             str(write_png(tmp_path / "img" / f"{seed}_{i}.png", np.zeros((20, 20, 3), np.uint8)))
         )
-    return ClassMaps(maps, masks, labels, maps.reshape(len(labels), -1).max(1), np.array(paths))
+    return ClassMaps(maps, masks, labels, np.array(paths))
 
 
 @pytest.fixture
@@ -56,9 +63,10 @@ def test_evaluate_writes_metrics_csv_and_heatmaps(run_dir):
     result = runner.invoke(app, ["evaluate", str(run_dir)])
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["protocol"] == PROTOCOL and saved["units"] == "percent"
+    assert saved["protocol"] == {**PROTOCOL, **EvaluateSettings().protocol()}
+    assert saved["units"] == "percent"
     data = read_class_maps(run_dir / "maps" / "nut.npz")
-    expected = class_metrics(data.maps, data.masks, data.labels, data.image_scores)
+    expected = class_metrics(smooth(data.maps, EvaluateSettings().sigma), data.masks, data.labels)
     for key in METRICS:
         assert saved["classes"]["nut"][key] == pytest.approx(100 * expected[key], abs=1e-9)
         both = (saved["classes"]["nut"][key] + saved["classes"]["bolt"][key]) / 2
@@ -70,6 +78,23 @@ def test_evaluate_writes_metrics_csv_and_heatmaps(run_dir):
     for cls in ("bolt", "nut"):
         with Image.open(run_dir / "heatmaps" / f"{cls}.png") as im:
             assert im.size[0] > 100 and im.size[1] > 300  # 6 rows of 3 panels
+
+
+def test_smoothing_is_an_evaluation_setting_over_unsmoothed_maps(run_dir, tmp_path):
+    """A new sigma re-scores the saved maps; no inference runs again."""
+    raw = read_class_maps(run_dir / "maps" / "bolt.npz")
+    none = evaluate_run(run_dir, EvaluateSettings(sigma=0), heatmaps=False)
+    expected = class_metrics(raw.maps, raw.masks, raw.labels)  # sigma 0: the maps as saved
+    assert none["classes"]["bolt"]["p_auroc"] == pytest.approx(100 * expected["p_auroc"])
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--set", "evaluate.sigma=2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["protocol"]["smoothing_sigma"] == 2
+    assert saved["classes"]["bolt"]["p_auroc"] != none["classes"]["bolt"]["p_auroc"]
+    bad = runner.invoke(app, ["evaluate", str(run_dir), "--set", "model.sigma=2"])
+    assert bad.exit_code == 1 and "evaluate.<key> only" in bad.output
+    bad = runner.invoke(app, ["evaluate", str(run_dir), "--set", "evaluate.sigmma=2"])
+    assert bad.exit_code == 1 and "evaluate.sigmma: unknown key" in bad.output
 
 
 def test_evaluation_needs_no_model_and_no_images(run_dir, tmp_path):

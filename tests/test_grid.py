@@ -209,3 +209,20 @@ def test_a_variant_cannot_change_what_the_grid_decides():
     bad["experiments"]["tableS1"]["variants"] = [{"gamma": 0.2}]
     with pytest.raises(SettingsError, match=r"experiments\.tableS1\.variants\.0"):
         validate_params(bad)
+
+
+def test_a_runs_settings_leave_out_what_its_switches_turn_off():
+    base = grid.grid_points(PARAMS)
+    plain = "mvtec-vitl14_336-r224-nomlf-nocnc-nomoe-s0"
+    changed = params(model={"gamma": 0.3, "expert_hidden_ratio": 2.0})
+    assert grid.run_settings(changed, base[plain]) == grid.run_settings(PARAMS, base[plain])
+    assert grid.run_settings(changed, base[MAIN]) != grid.run_settings(PARAMS, base[MAIN])
+    model = grid.run_settings(PARAMS, base[plain]).to_dict()["model"]
+    assert "gamma" not in model and "moe_top_k" not in model and "mlf" in model
+
+
+def test_evaluation_settings_come_from_params_and_the_scale():
+    assert grid.evaluate_settings(PARAMS).sigma == 4.0
+    assert grid.evaluate_settings(params(evaluate={"sigma": 2})).sigma == 2
+    scaled = params(evaluate={"sigma": 2}, scales__smoke__evaluate={"sigma": 1})
+    assert grid.evaluate_settings(scaled).sigma == 1

@@ -9,7 +9,14 @@ import pytest
 from skimage.measure import label as connected_components
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from cnc.evaluation.metrics import METRICS, MetricError, class_metrics
+from cnc.evaluation.metrics import (
+    METRICS,
+    MetricError,
+    ap_from_curves,
+    auroc_from_curves,
+    class_metrics,
+    image_curves,
+)
 
 
 def slow_aupro(maps, masks, limit=0.3):
@@ -181,3 +188,28 @@ def test_bench_set_has_mvtec_shape_and_reference_agrees():
     )
     ours, reference = run(seed=1, size=48, scale=0.05)
     assert max_difference(ours, reference) < 1e-9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_image_metrics_equal_sklearns_with_many_ties(seed):
+    """Evaluation computes I-AUROC and I-AP itself (no scikit-learn import at start-up)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 80)
+    labels[:2] = (0, 1)
+    scores = np.round(rng.random(80) * 4) / 4 + 0.2 * labels * rng.integers(0, 2, 80)
+    scores = scores.astype(np.float32) - 0.5  # negative scores and -0.0 == 0.0 too
+    curves = image_curves(scores, labels)
+    assert auroc_from_curves(curves) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert ap_from_curves(curves) == pytest.approx(
+        average_precision_score(labels, scores), abs=1e-12
+    )
+
+
+def test_evaluation_does_not_import_scikit_learn_or_pandas():
+    import subprocess
+    import sys
+
+    heavy = "{'sklearn', 'pandas', 'matplotlib', 'torch'}"
+    probe = f"import sys, cnc.evaluation.evaluate; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnc.evaluation.maps import image_scores_from_maps
-from cnc.infer import smooth
+from cnc.evaluation.maps import image_scores_from_maps, smooth
 from cnc.model import fnp, losses, moe
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build

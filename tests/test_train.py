@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from cnc.data.dataset import load_mask, open_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
 from cnc.evaluation.evaluate import evaluate_run
-from cnc.evaluation.maps import read_class_maps, read_protocol
+from cnc.evaluation.maps import image_scores_from_maps, read_class_maps, read_protocol, smooth
 from cnc.infer import infer_run
 from cnc.model import losses
 from cnc.model.build import build
@@ -37,6 +38,7 @@ from cnc.runs import (
 from cnc.settings import (
     BackboneSettings,
     DataSettings,
+    EvaluateSettings,
     InferSettings,
     ModelSettings,
     RunSettings,
@@ -145,9 +147,9 @@ def test_a_finished_run_is_reused_only_with_the_same_settings_and_code(
     with pytest.raises(FileExistsError, match="the run is trained; pass --force"):
         train(config(data_root), trained, progress=False)
     before = (trained / FINAL).stat().st_mtime_ns
-    state = train(config(data_root), trained, resume=True, progress=False)
+    reused = train(config(data_root), trained, resume=True, progress=False)
     assert (trained / FINAL).stat().st_mtime_ns == before  # reused, not retrained
-    assert same_weights(state["model"], weights(trained))
+    assert same_weights(reused.state["model"], weights(trained)) and reused.network is None
     with pytest.raises(FileExistsError, match="other settings or code; pass --force"):
         train(config(data_root, lr=5e-4), trained, resume=True, progress=False)
     run = tmp_path / "old-code"
@@ -180,7 +182,7 @@ def test_resume_may_change_the_number_of_epochs(trained, data_root, tmp_path, mo
 
 
 def test_the_distillation_loss_falls(data_root, tmp_path):
-    state = train(config(data_root, epochs=8), tmp_path / "long", progress=False)
+    state = train(config(data_root, epochs=8), tmp_path / "long", progress=False).state
     distill = [h["distill"] for h in state["history"]]
     assert distill[-1] < 0.8 * distill[0], distill
 
@@ -298,7 +300,7 @@ def test_cache_rows_come_back_in_the_requested_order(data_root, tmp_path):
 
 
 def test_inference_writes_maps_for_every_test_image(trained, data_root):
-    infer_run(trained, InferSettings(map_size=32, sigma=1.0), progress=False)
+    infer_run(trained, InferSettings(map_size=32), progress=False)
     protocol = read_protocol(trained / MAPS_DIR)
     assert protocol["map_size"] == 32 and protocol["classes"] == ["washer", "wood"]
     test = open_split(data_root, "test", 64)
@@ -309,10 +311,18 @@ def test_inference_writes_maps_for_every_test_image(trained, data_root):
         assert data.labels.tolist() == [s.label for s in expected]
         masks = np.stack([load_mask(s.mask, 32) for s in expected])
         assert np.array_equal(data.masks, masks) and masks[data.labels == 1].any()
-        assert np.allclose(data.image_scores, data.maps.reshape(len(expected), -1).max(1), 1e-3)
     assert not (trained / CALIBRATION).exists()  # made by predict, when first needed
     result = evaluate_run(trained, heatmaps=False)
     assert set(result["classes"]) == {"washer", "wood"}
+
+
+def test_a_job_infers_with_the_network_it_trained_as_a_reload_would(data_root, tmp_path):
+    """One model build per job: the trained network in memory gives the maps of model.pt."""
+    done = train(config(data_root, epochs=1), tmp_path / "j", progress=False)
+    infer_run(tmp_path / "j", progress=False, network=done.network)
+    in_memory = read_class_maps(tmp_path / "j" / MAPS_DIR / "wood.npz").maps
+    infer_run(tmp_path / "j", progress=False)  # loads model.pt and builds the encoder again
+    assert np.array_equal(in_memory, read_class_maps(tmp_path / "j" / MAPS_DIR / "wood.npz").maps)
 
 
 def test_inference_of_an_unfinished_run_says_to_resume(data_root, tmp_path, monkeypatch):
@@ -326,7 +336,7 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
     images = sorted((data_root / "wood" / "test").glob("*/*.png"))[:2]
     results = predict(trained, images, tmp_path / "out")
     calibration = json.loads((trained / CALIBRATION).read_text())
-    assert calibration["images"] == 16
+    assert calibration["images"] == 16 and calibration["map_size"] == 64  # the run's own
     assert calibration["pixel_median"] < calibration["image_score_max"]
     assert [r.overlay.name for r in results] == [f"{p.stem}_anomaly.png" for p in images]
     assert all(r.overlay.is_file() and r.score > 0 for r in results)
@@ -336,6 +346,24 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
     bad.write_text("not an image")
     with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
         predict(trained, [bad], tmp_path / "out2")
+
+
+def test_predict_scores_an_image_as_the_evaluation_did(data_root, tmp_path):
+    """The same image gets the same score from `cnc predict` and from the evaluation, under
+    the sigma the evaluation used; a changed sigma refreshes the calibration."""
+    run = tmp_path / "p"
+    train(config(data_root, epochs=1), run, progress=False)
+    infer_run(run, progress=False)
+    evaluate_run(run, EvaluateSettings(sigma=2.0), heatmaps=False)
+    data = read_class_maps(run / MAPS_DIR / "wood.npz")
+    index = int(np.flatnonzero(data.labels == 1)[0])
+    evaluated = image_scores_from_maps(smooth(data.maps, 2.0))[index]
+    (got,) = predict(run, [Path(str(data.paths[index]))], tmp_path / "o")
+    assert got.score == pytest.approx(float(evaluated), rel=2e-3)  # maps are saved in float16
+    assert json.loads((run / CALIBRATION).read_text())["smoothing_sigma"] == 2.0
+    evaluate_run(run, EvaluateSettings(sigma=0.0), heatmaps=False)
+    predict(run, [Path(str(data.paths[index]))], tmp_path / "o2")
+    assert json.loads((run / CALIBRATION).read_text())["smoothing_sigma"] == 0.0
 
 
 # ----------------------------------------------------------------------------- command line

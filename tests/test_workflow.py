@@ -117,12 +117,30 @@ def test_snakemake_produces_every_table_and_figure(finished):
     assert '"dataset": "synthetic"' in log
 
 
+def _dry_jobs(work: Path) -> dict[str, int]:
+    """Job counts per rule of a dry run (Snakemake's job-stats table)."""
+    dry = snakemake(work, "-n", "--quiet", "rules")
+    counts = {}
+    for line in dry.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
 def test_a_changed_setting_reruns_exactly_what_it_affects(finished, tmp_path):
+    runs = grid.grid_points(small_params(), "all")
     params = small_params()
-    params["infer"]["sigma"] = 2.0  # every run's maps, not the training
+    params["evaluate"]["sigma"] = 2.0  # scored at evaluation, from unsmoothed maps
     (finished / "params.yaml").write_text(yaml.safe_dump(params))
-    dry = snakemake(finished, "-n", "--quiet", "rules")
-    assert "train" in dry.stdout and "prepare_data" not in dry.stdout
+    assert _dry_jobs(finished) == {"evaluate": len(runs), "report": 1, "all": 1}
+    params = small_params()
+    params["model"]["gamma"] = 0.2  # not a setting of the runs without the constraint
+    (finished / "params.yaml").write_text(yaml.safe_dump(params))
+    uses_gamma = sum(p.constraint for p in runs.values())
+    assert 0 < uses_gamma < len(runs)
+    jobs = _dry_jobs(finished)
+    assert jobs["train"] == uses_gamma and "prepare_data" not in jobs
     params = small_params()
     params["data"]["synthetic"]["seed"] = 1
     (finished / "params.yaml").write_text(yaml.safe_dump(params))

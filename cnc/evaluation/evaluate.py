@@ -1,18 +1,30 @@
-"""Metrics of one run from its saved anomaly maps (never retrains, never loads the model)."""
+"""Metrics of one run from its saved anomaly maps (never retrains, never loads the model).
+
+Evaluation smooths the saved maps (EvaluateSettings), takes each image's score as the
+maximum of its smoothed map, and computes the five metrics per class. It imports
+neither torch nor scikit-learn nor pandas: one process per run starts in a fraction of
+a second.
+"""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from cnc.evaluation.heatmaps import class_heatmap
-from cnc.evaluation.maps import class_files, read_class_maps, read_protocol
+from cnc.evaluation.maps import (
+    class_files,
+    image_scores_from_maps,
+    read_class_maps,
+    read_protocol,
+    smooth,
+)
 from cnc.evaluation.metrics import METRICS, MetricError, class_metrics
 from cnc.io import atomic_path, write_json
 from cnc.runs import HEATMAPS_DIR, MAPS_DIR, METRICS_CSV, METRICS_JSON
+from cnc.settings import EvaluateSettings
 
 
 def summarise(per_class: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:
@@ -21,21 +33,29 @@ def summarise(per_class: dict[str, dict[str, float]]) -> tuple[dict[str, float],
     return mean, float(np.mean(list(mean.values())))
 
 
-def evaluate_run(run_dir: Path, heatmaps: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path, settings: EvaluateSettings | None = None, heatmaps: bool = True
+) -> dict[str, Any]:
     """Write `metrics.json` (percentages, full precision), `metrics.csv` and heat maps."""
     run_dir = Path(run_dir)
+    settings = settings or EvaluateSettings()
     maps_dir = run_dir / MAPS_DIR
-    protocol = read_protocol(maps_dir)
+    protocol = {**read_protocol(maps_dir), **settings.protocol()}
     per_class: dict[str, dict[str, float]] = {}
     for cls, path in class_files(maps_dir).items():
         data = read_class_maps(path)
+        data.maps = smooth(data.maps, settings.sigma)
         try:
-            values = class_metrics(data.maps, data.masks, data.labels, data.image_scores)
+            values = class_metrics(data.maps, data.masks, data.labels)
         except MetricError as exc:
             raise MetricError(f"{path}: {exc}") from None
         per_class[cls] = {k: 100.0 * v for k, v in values.items()}
         if heatmaps:
-            class_heatmap(data, run_dir / HEATMAPS_DIR / f"{cls}.png", f"{run_dir.name}: {cls}")
+            from cnc.evaluation.heatmaps import class_heatmap  # matplotlib: only when drawn
+
+            scores = image_scores_from_maps(data.maps)
+            out = run_dir / HEATMAPS_DIR / f"{cls}.png"
+            class_heatmap(data, scores, out, f"{run_dir.name}: {cls}")
     mean, mtotal = summarise(per_class)
     result = {
         "run": run_dir.name,
@@ -45,9 +65,10 @@ def evaluate_run(run_dir: Path, heatmaps: bool = True) -> dict[str, Any]:
         "mean": mean,
         "mtotal": mtotal,
     }
-    table = pd.DataFrame.from_dict({**per_class, "mean": mean}, orient="index")[list(METRICS)]
-    table.index.name = "class"
-    with atomic_path(run_dir / METRICS_CSV) as tmp:
-        table.to_csv(tmp)
+    with atomic_path(run_dir / METRICS_CSV) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", *METRICS])
+        for cls, values in [*per_class.items(), ("mean", mean)]:
+            writer.writerow([cls, *(repr(values[k]) for k in METRICS)])
     write_json(run_dir / METRICS_JSON, result)
     return result

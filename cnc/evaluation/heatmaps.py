@@ -46,8 +46,14 @@ def _source(path: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def class_heatmap(
-    data: ClassMaps, out: Path, title: str, n_normal: int = 2, n_anomalous: int = 4
+    data: ClassMaps,
+    scores: np.ndarray,
+    out: Path,
+    title: str,
+    n_normal: int = 2,
+    n_anomalous: int = 4,
 ) -> Path:
+    """Image, ground truth and overlay of a few images; `scores` are their image scores."""
     low, high = colour_scale(data)
     rows = pick(data, n_normal, n_anomalous)
     fig = Figure(figsize=(6, 2 * len(rows)))
@@ -58,7 +64,7 @@ def class_heatmap(
         panels = (
             (image, None, f"{kind} #{index}"),
             (data.masks[index], "gray", "ground truth"),
-            (image, None, f"score {data.image_scores[index]:.3g}"),
+            (image, None, f"score {scores[index]:.3g}"),
         )
         for col, (picture, cmap, label) in enumerate(panels):
             ax = axes[row, col]

@@ -1,12 +1,13 @@
-"""Saved anomaly maps: what inference writes and evaluation reads.
+"""Saved anomaly maps: what inference writes and evaluation reads, and what evaluation
+does to them (smoothing, image scores).
 
 One compressed `<cls>.npz` per class in a run's maps folder (cnc.runs.MAPS_DIR), with
-  maps          float16 (N, H, W)  anomaly maps at the evaluation size
+  maps          float16 (N, H, W)  eq. 17's maps at the evaluation size, not smoothed
   masks         bool    (N, H, W)  ground truth resized with the stated mask rule
   labels        int8    (N,)       1 = anomalous
-  image_scores  float32 (N,)       image-level scores
   paths         str     (N,)       source images, for heat maps
-and `protocol.json` beside them: map size, mask rule, image-score rule, smoothing.
+and `protocol.json` beside them: map size and mask rule. Smoothing happens at
+evaluation, so a new sigma re-scores the saved maps without inference.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from cnc.errors import UserError
 from cnc.io import atomic_path, read_json, write_json
@@ -31,8 +33,13 @@ class ClassMaps:
     maps: np.ndarray
     masks: np.ndarray
     labels: np.ndarray
-    image_scores: np.ndarray
     paths: np.ndarray
+
+
+def smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of each (H, W) map of a (N, H, W) stack (float32); 0 = none."""
+    maps = np.asarray(maps, dtype=np.float32)
+    return gaussian_filter(maps, sigma=(0, sigma, sigma)) if sigma > 0 else maps
 
 
 def image_scores_from_maps(maps: np.ndarray) -> np.ndarray:
@@ -45,7 +52,6 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
     shapes = {
         "maps": data.maps.shape[0],
         "masks": data.masks.shape[0],
-        "image_scores": len(data.image_scores),
         "paths": len(data.paths),
     }
     if any(v != n for v in shapes.values()) or data.maps.shape != data.masks.shape:
@@ -57,7 +63,6 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
             maps=data.maps.astype(np.float16),
             masks=data.masks.astype(bool),
             labels=data.labels.astype(np.int8),
-            image_scores=data.image_scores.astype(np.float32),
             paths=np.asarray(data.paths, dtype=str),
         )
     return path
@@ -70,7 +75,6 @@ def read_class_maps(path: Path) -> ClassMaps:
                 maps=z["maps"].astype(np.float32),
                 masks=z["masks"].astype(bool),
                 labels=z["labels"].astype(np.int64),
-                image_scores=z["image_scores"].astype(np.float32),
                 paths=z["paths"],
             )
     except (OSError, KeyError, ValueError) as exc:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.network import CNCNetwork
 from cnc.settings import RunSettings
+
+
+@dataclass
+class Network:
+    """A run's frozen encoder and trainable network, built from its settings."""
+
+    settings: RunSettings
+    encoder: FrozenCLIP
+    model: CNCNetwork
 
 
 def encoder_fingerprint(encoder: FrozenCLIP) -> str:

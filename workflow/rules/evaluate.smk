@@ -7,10 +7,12 @@ rule evaluate:
         f"{RUNS}/{{run}}/metrics.csv",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
+        settings=json.dumps(grid.evaluate_settings(config).to_dict(), sort_keys=True),
         heatmaps=lambda wildcards: "--heatmaps" if wildcards.run in HEATMAP_RUNS else "--no-heatmaps",
     log:
         f"logs/{SCALE}/evaluate/{{run}}.log",
     conda:
         "../../environment.yml"
     shell:
-        "cnc evaluate {params.run_dir} {params.heatmaps} > {log} 2>&1"
+        "cnc evaluate {params.run_dir} --settings {params.settings:q} {params.heatmaps} "
+        "> {log} 2>&1"
