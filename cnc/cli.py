@@ -203,12 +203,10 @@ def infer(
 ) -> None:
     """Anomaly maps of every test image, saved per class for `cnc evaluate`, with the
     run's inference settings (`--set infer.map_size=256` overrides them)."""
-    from cnc.infer import infer_run
-    from cnc.runs import read_settings
+    from cnc.job import infer_job
 
     with user_errors():
-        settings = read_settings(run_dir).with_overrides(overrides or [])
-        summary = infer_run(run_dir, settings.infer, device=device, progress=progress)
+        summary = infer_job(run_dir, overrides or [], device, progress)
     counts = ", ".join(f"{c} {n}" for c, n in summary["classes"].items())
     out.print(f"maps written to {run_dir}: {counts}")
 

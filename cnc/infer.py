@@ -17,17 +17,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cnc.data.dataset import AnomalyDataset, run_split
+from cnc.devices import pick_device
 from cnc.evaluation.maps import ClassMaps, write_class_maps, write_protocol
 from cnc.io import atomic_dir
 from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.runs import MAPS_DIR, TrainingError, load_final
 from cnc.settings import InferSettings
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_run(run_dir: Path, device: str = "cpu") -> Network:

@@ -1,7 +1,8 @@
-"""Small file helpers: atomic writes, hashing, JSON."""
+"""Small file helpers: atomic writes, hashing, JSON, a full disk named as such."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,7 +13,41 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnc.errors import BadFileError, MissingFileError
+from cnc.errors import BadFileError, MissingFileError, UserError
+
+
+class DiskFullError(UserError):
+    """A write failed for lack of space; the message names the path and the free space."""
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the file system that holds `path` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch.save reports a failed write as "... PytorchStreamWriter ... file write failed"
+    return isinstance(exc, RuntimeError) and "file write failed" in str(exc)
+
+
+@contextmanager
+def disk_full_named(path: Path) -> Iterator[None]:
+    """Turn a failed write for lack of space into a DiskFullError naming `path`."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if not _disk_full(exc):
+            raise
+        raise DiskFullError(
+            f"{path}: no space left to write it ({free_bytes(path) / 2**20:.1f} MiB free); any "
+            "earlier version is kept. Free space, or move the run folder or the feature cache "
+            "(train.cache_dir) to a larger disk, then resume"
+        ) from None
 
 
 @contextmanager
@@ -27,7 +62,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with disk_full_named(path):
+            yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -45,7 +81,10 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = path.with_name(f".{path.name}.old")
     try:
-        yield tmp
+        try:
+            yield tmp
+        except DiskFullError as exc:  # name the folder the user knows, not our temporary one
+            raise DiskFullError(str(exc).replace(str(tmp), str(path))) from None
         if replace and path.exists():
             os.replace(path, old)
         os.replace(tmp, path)

@@ -1,5 +1,9 @@
-"""One job of the workflow: a run's training, then its test maps, in one process (a
-torch process takes seconds to start; two per run would double the smoke grid's time)."""
+"""The jobs of the workflow, each holding its run folder while it works.
+
+A training job trains a run, then writes its test maps in the same process (a torch
+process takes seconds to start; two per run would double the smoke grid's time), with
+the network still in memory.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from typing import Any
 
 import torch
 
-from cnc.infer import infer_run, pick_device
+from cnc.devices import pick_device
+from cnc.infer import infer_run
+from cnc.runs import read_settings, run_lock
 from cnc.settings import RunSettings
 from cnc.train import train
 
@@ -38,8 +44,18 @@ def run_job(
     progress: bool = True,
 ) -> JobResult:
     """Train (or continue, or reuse) the run, then write its maps."""
-    device = pick_device(device)
-    trained = train(settings, run_dir, resume, force, device, progress)
-    if maps:  # with the network in memory: one build per job
-        infer_run(run_dir, settings.infer, device, progress, network=trained.network)
+    with run_lock(run_dir):
+        device = pick_device(device)
+        trained = train(settings, run_dir, resume, force, device, progress)
+        if maps:  # with the network in memory: one build per job
+            infer_run(run_dir, settings.infer, device, progress, network=trained.network)
     return JobResult(trained.state, device, torch.get_num_threads())
+
+
+def infer_job(
+    run_dir: Path, overrides: list[str], device: str = "auto", progress: bool = True
+) -> dict[str, Any]:
+    """The test maps of a finished run, with its inference settings and `overrides`."""
+    settings = read_settings(run_dir).with_overrides(overrides)
+    with run_lock(run_dir):
+        return infer_run(run_dir, settings.infer, pick_device(device), progress)

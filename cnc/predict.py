@@ -21,9 +21,10 @@ from PIL import Image, UnidentifiedImageError
 
 from cnc.data.dataset import AnomalyDataset, run_split
 from cnc.data.layout import Sample
+from cnc.devices import pick_device
 from cnc.errors import AlreadyExistsError, BadFileError, UsageError
 from cnc.evaluation.maps import image_scores_from_maps, smooth
-from cnc.infer import load_run, pick_device, score_batch
+from cnc.infer import load_run, score_batch
 from cnc.io import atomic_path, read_json, write_json
 from cnc.model.build import Network
 from cnc.runs import CALIBRATION, METRICS_JSON

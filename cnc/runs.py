@@ -14,6 +14,12 @@ the reports, which need the names alone, load fast.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +38,39 @@ METRICS_CSV = "metrics.csv"
 HEATMAPS_DIR = "heatmaps"
 CALIBRATION = "calibration.json"
 FEATURE_CACHE_PREFIX = ".feature-cache-"  # memory-mapped features while training runs
+LOCK = ".lock"  # held by the process that trains or infers the run
 CHECKPOINT_FORMAT = 2  # 2: settings in RunSettings form
 
 
 class TrainingError(UserError):
     """A run cannot train, continue or be loaded; the message says why and what to do."""
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second process on the same run stops with
+    a message naming the first (an exclusive `flock`, released at exit, a crash
+    included)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise TrainingError(
+                f"{run_dir}: {holder} is working on this run; wait for it to end, or stop it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_settings(run_dir: Path, settings: RunSettings) -> None:

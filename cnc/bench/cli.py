@@ -47,7 +47,7 @@ def bench_train(
 ) -> None:
     """Seconds per epoch with the feature cache vs re-encoding every step, one run."""
     from cnc.bench import train as bench
-    from cnc.infer import pick_device
+    from cnc.devices import pick_device
 
     if paper:
         backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
