@@ -82,6 +82,14 @@ def gpu_ids(count: int) -> list[str]:
     return names
 
 
+def loader_workers(setting: int | None, device: str) -> int:
+    """DataLoader workers: the setting, else none on a CPU (the training shares its
+    cores) and up to 8 on a GPU (decoding 1024-px PNGs must keep up with it)."""
+    if setting is not None:
+        return setting
+    return min(8, os.cpu_count() or 1) if str(device).startswith("cuda") else 0
+
+
 def pick_device(device: str = "auto") -> str:
     """`auto`: the CPU without CUDA, the only visible GPU, or a claimed free one."""
     if device != "auto":

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cnc.data.dataset import AnomalyDataset, run_split
-from cnc.devices import pick_device
+from cnc import precision
+from cnc.data.dataset import AnomalyDataset, make_loader, run_split
+from cnc.devices import loader_workers, pick_device
 from cnc.evaluation.maps import ClassMaps, write_class_maps, write_protocol
 from cnc.io import atomic_dir
 from cnc.model.build import Network, build, encoder_fingerprint
@@ -40,10 +40,11 @@ def load_run(run_dir: Path, device: str = "cpu") -> Network:
 
 
 def score_batch(run: Network, images: torch.Tensor, infer: InferSettings) -> np.ndarray:
-    """Eq. (17) maps (N, S, S) of normalised images, not smoothed."""
-    device = next(run.model.parameters()).device
-    taps = run.encoder.encode_taps(images.to(device))
-    maps = run.model.anomaly_maps(run.encoder, taps, infer.map_size)
+    """Eq. (17) maps (N, S, S) of normalised images, not smoothed, in the run's precision."""
+    device = str(next(run.model.parameters()).device)
+    with precision.autocast(precision.resolve(run.settings.train.precision, device), device):
+        taps = run.encoder.encode_taps(images.to(device, non_blocking=True))
+        maps = run.model.anomaly_maps(run.encoder, taps, infer.map_size)
     return maps.float().cpu().numpy()
 
 
@@ -51,10 +52,6 @@ def _split(run: Network, split: str, mask_size: int | None = None) -> AnomalyDat
     return run_split(
         run.settings.data, split, run.encoder.resolution, run.encoder.mean_std, mask_size
     )
-
-
-def _loader(dataset: AnomalyDataset, batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 def infer_run(
@@ -74,7 +71,10 @@ def infer_run(
     if len(dataset) == 0:
         raise TrainingError(f"{run.settings.data.root}: no test images")
     collected: dict[str, dict[str, list]] = {}
-    for batch in tqdm(_loader(dataset, infer.batch_size), "inference", disable=not progress):
+    device = str(next(run.model.parameters()).device)
+    workers = loader_workers(run.settings.train.workers, device)
+    loader = make_loader(dataset, workers, device, batch_size=infer.batch_size)
+    for batch in tqdm(loader, "inference", disable=not progress):
         maps = score_batch(run, batch["image"], infer)
         for i, cls in enumerate(batch["cls"]):
             entry = collected.setdefault(cls, {"maps": [], "masks": [], "labels": [], "paths": []})

@@ -183,7 +183,12 @@ class TrainSettings(_Section):
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)  # not in the paper: docs/REPRODUCTION.md
     checkpoint_every: int = 10
-    cache: str = "auto"  # feature cache: auto, memory, disk or off (re-encode every step)
+    # auto: fp32 on a CPU, bf16 on a GPU that has it (else fp16); fp32, tf32, bf16, fp16
+    precision: str = "auto"
+    cache: str = "auto"  # feature cache: auto, gpu, memory, disk or off (re-encode)
+    cache_dtype: str = "float16"  # the cached features' type: float16 or float32
+    cache_dir: str | None = None  # where a cache on disk goes; None: the run folder
+    workers: int | None = None  # DataLoader workers; None: 0 on a CPU, up to 8 on a GPU
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,10 @@ SECTIONS: dict[str, type[_Section]] = {
     "train": TrainSettings,
     "infer": InferSettings,
 }
-# What may change between an interrupted run and its continuation.
-RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.cache")
+# How a run is computed, not what it learns: ignored when a finished run is reused.
+EXECUTION_ONLY = ("train.checkpoint_every", "train.cache_dir", "train.workers")
+# What may also change between an interrupted run and its continuation.
+RESUMABLE_CHANGES = (*EXECUTION_ONLY, "train.epochs", "train.cache")
 
 
 @dataclass(frozen=True)
@@ -271,7 +278,7 @@ class RunSettings:
             return self
         return RunSettings.from_dict(apply_overrides(self.to_dict(), overrides), "--set")
 
-    def identity(self, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    def identity(self, ignore: tuple[str, ...] = EXECUTION_ONLY) -> dict[str, Any]:
         """What decides the trained weights (everything but inference), less `ignore`."""
         data = self.to_dict()
         del data["infer"]

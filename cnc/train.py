@@ -1,33 +1,33 @@
 """Training one grid point: all classes jointly (multi-class), frozen encoder, Adam.
 
-The encoder is frozen and there is no augmentation, so its tapped features are computed
-once per training image and reused every epoch (in memory, or in a memory-mapped file
-for large sets). Runs are seeded and resumable: a checkpoint holds the weights, the
-optimiser and every random generator, so `resume` ends at the same weights as an
-uninterrupted run.
+The encoder's tapped features come from a cache (cnc.features); the arithmetic follows
+`train.precision` (cnc.precision). Runs are seeded and resumable: a checkpoint holds the
+weights, the optimiser, the loss scaler and every random generator, so `resume` ends at
+the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import shutil
-import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from cnc import code
-from cnc.data.dataset import AnomalyDataset, run_split
+from cnc import code, precision
+from cnc.data.dataset import run_split
+from cnc.devices import loader_workers
 from cnc.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.errors import AlreadyExistsError
+from cnc.features import FeatureCache, FeatureSource, Reencode
 from cnc.io import atomic_path
-from cnc.model.backbone import FrozenCLIP, Taps
+from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.model.network import CNCNetwork
 from cnc.runs import (
@@ -41,94 +41,6 @@ from cnc.runs import (
     write_settings,
 )
 from cnc.settings import RESUMABLE_CHANGES, RunSettings
-
-MEMORY_CACHE_LIMIT = 4 * 2**30  # bytes; larger feature sets go to a memory-mapped file
-
-
-# ----------------------------------------------------------------------------- features
-
-
-class FeatureSource:
-    """Tapped encoder features of the training images, by index."""
-
-    def taps(self, indices: torch.Tensor) -> Taps:
-        raise NotImplementedError
-
-
-class Reencode(FeatureSource):
-    """Loads and encodes the images of every batch (what a cache avoids)."""
-
-    def __init__(self, encoder: FrozenCLIP, dataset: AnomalyDataset, device) -> None:
-        self.encoder, self.dataset, self.device = encoder, dataset, device
-
-    def taps(self, indices: torch.Tensor) -> Taps:
-        images = torch.stack([self.dataset[int(i)]["image"] for i in indices]).to(self.device)
-        return self.encoder.encode_taps(images)
-
-
-class FeatureCache(FeatureSource):
-    """All tapped features computed once; rows gathered per batch."""
-
-    def __init__(
-        self,
-        cls: np.ndarray | torch.Tensor,
-        patches: np.ndarray | torch.Tensor,
-        device,
-        cleanup: Path | None = None,
-    ) -> None:
-        self.cls, self.patches, self.device, self.cleanup = cls, patches, device, cleanup
-
-    @classmethod
-    def build(
-        cls,
-        encoder: FrozenCLIP,
-        dataset: AnomalyDataset,
-        device,
-        where: str,
-        folder: Path,
-        batch_size: int = 32,
-        progress: bool = True,
-    ) -> FeatureCache:
-        n = len(dataset)
-        grid = encoder.grid[0] * encoder.grid[1]
-        shape_cls, shape_patches = (n, 3, encoder.width), (n, 3, grid, encoder.width)
-        size = 4 * (math.prod(shape_cls) + math.prod(shape_patches))
-        if where == "auto":
-            where = "memory" if size <= MEMORY_CACHE_LIMIT else "disk"
-        cleanup = None
-        if where == "memory":
-            store_cls, store_patches = (
-                np.empty(shape_cls, np.float32),
-                np.empty(shape_patches, np.float32),
-            )
-        else:
-            cleanup = Path(tempfile.mkdtemp(prefix=FEATURE_CACHE_PREFIX, dir=folder))
-            store_cls = np.lib.format.open_memmap(cleanup / "cls.npy", "w+", np.float32, shape_cls)
-            store_patches = np.lib.format.open_memmap(
-                cleanup / "patches.npy", "w+", np.float32, shape_patches
-            )
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        start = 0
-        for batch in tqdm(loader, desc="encoding", disable=not progress, leave=False):
-            taps = encoder.encode_taps(batch["image"].to(device))
-            stop = start + len(batch["image"])
-            store_cls[start:stop] = taps.cls.float().cpu().numpy()
-            store_patches[start:stop] = taps.patches.float().cpu().numpy()
-            start = stop
-        return cls(store_cls, store_patches, device, cleanup)
-
-    def taps(self, indices: torch.Tensor) -> Taps:
-        rows = np.sort(indices.numpy())  # memory-mapped reads in file order
-        order = np.argsort(np.argsort(indices.numpy()))
-        cls = torch.from_numpy(np.asarray(self.cls[rows])[order])
-        patches = torch.from_numpy(np.asarray(self.patches[rows])[order])
-        return Taps(cls.to(self.device), patches.to(self.device))
-
-    def close(self) -> None:
-        if self.cleanup is not None:
-            self.cls = self.patches = None
-            shutil.rmtree(self.cleanup, ignore_errors=True)
-
 
 # ----------------------------------------------------------------------------- training
 
@@ -162,14 +74,20 @@ def run_epoch(
     epoch: int,
     noise: torch.Generator,
     progress: bool = False,
+    amp: Callable[[], AbstractContextManager] = nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One pass over `order`; returns the image-weighted mean of each loss term."""
     model.train()
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
     sums: dict[str, float] = {}
-    batches = order.split(batch_size)
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", disable=not progress, leave=False)
-    for indices in bar:
-        out = model(encoder, features.taps(indices), epoch, noise)
+    sizes = [len(b) for b in order.split(batch_size)]
+    batches = zip(sizes, features.epoch(order, batch_size), strict=True)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", total=len(sizes), disable=not progress,
+               leave=False)  # fmt: skip
+    for size, taps in bar:
+        with amp():
+            out = model(encoder, taps, epoch, noise)
         for name, value in out.terms.items():
             if not torch.isfinite(value):
                 raise TrainingError(
@@ -177,11 +95,13 @@ def run_epoch(
                     "learning rate or check the data"
                 )
         optimizer.zero_grad(set_to_none=True)
-        out.terms["total"].backward()
-        optimizer.step()
+        scaler.scale(out.terms["total"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
         for name, value in out.terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(indices)
-        bar.set_postfix({k: f"{v / len(indices):.3g}" for k, v in out.terms.items()}, refresh=False)
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
+        shown = {k: f"{float(v.detach()):.3g}" for k, v in out.terms.items()}
+        bar.set_postfix(shown, refresh=False)
     return {name: total / len(order) for name, total in sums.items()}
 
 
@@ -270,10 +190,16 @@ def train(
         return Trained(previous, None)
     ckpt_path = out_dir / CHECKPOINT
     schedule = settings.train
+    arithmetic = precision.resolve(schedule.precision, device)
+    precision.configure(arithmetic)
+
+    def amp() -> AbstractContextManager:
+        return precision.autocast(arithmetic, device)
 
     torch.manual_seed(settings.seed)
     encoder, model = build(settings, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=schedule.betas)
+    scaler = precision.scaler(arithmetic, device)
     shuffle = torch.Generator().manual_seed(settings.seed)
     noise = torch.Generator(device=device).manual_seed(settings.seed + 1)
     history: list[dict[str, float]] = []
@@ -282,17 +208,19 @@ def train(
     if previous is not None:
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
+        scaler.load_state_dict(previous["scaler"])
         history, start = previous["history"], previous["epoch"]
         reference = previous["diagnostics_reference"]
 
     dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
     if len(dataset) == 0:
         raise TrainingError(f"{settings.data.root}: no training images")
+    workers = loader_workers(schedule.workers, device)
     if schedule.cache == "off":
-        features: FeatureSource = Reencode(encoder, dataset, device)
+        features: FeatureSource = Reencode(encoder, dataset, device, workers, amp)
     else:
         features = FeatureCache.build(
-            encoder, dataset, device, schedule.cache, out_dir, progress=progress
+            encoder, dataset, device, schedule, out_dir, workers, amp, progress
         )
     if previous is not None:  # after the cache: its DataLoader draws from the global RNG
         _set_rng_state(previous["rng"], shuffle, noise)
@@ -304,7 +232,9 @@ def train(
             "complete": epoch == schedule.epochs,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
             "rng": _rng_state(shuffle, noise),
+            "precision": arithmetic,
             "history": history,
             "encoder_fingerprint": encoder_fingerprint(encoder),
             "code": code.fingerprint(code.TRAIN),
@@ -325,10 +255,13 @@ def train(
                 epoch,
                 noise,
                 progress,
+                amp,
+                scaler,
             )
             seconds = round(time.perf_counter() - began, 3)
             fixed = features.taps(diagnostic_batch(len(dataset), schedule.batch_size))
-            checks = diagnose(model, encoder, fixed, epoch, settings.seed, reference)
+            with amp():
+                checks = diagnose(model, encoder, fixed, epoch, settings.seed, reference)
             history.append({"epoch": epoch + 1, **terms, "seconds": seconds, **checks})
             _write_log(out_dir / TRAIN_LOG, history)
             done = epoch + 1
@@ -342,7 +275,8 @@ def train(
             features.close()
     # The finished run keeps what inference and reuse need; the optimiser and generator
     # states (twice the weights' size) are only needed to resume.
-    state = {k: v for k, v in snapshot(schedule.epochs).items() if k not in ("optimizer", "rng")}
+    resumable = ("optimizer", "scaler", "rng")
+    state = {k: v for k, v in snapshot(schedule.epochs).items() if k not in resumable}
     save_checkpoint(out_dir / FINAL, state)
     ckpt_path.unlink(missing_ok=True)
     return Trained({**state, "settings": settings}, Network(settings, encoder, model.eval()))

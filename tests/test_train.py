@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,12 @@ from cnc.cli import app
 from cnc.data.dataset import load_mask, open_split
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
+from cnc.errors import SettingsError
 from cnc.evaluation.evaluate import evaluate_run
 from cnc.evaluation.maps import image_scores_from_maps, read_class_maps, read_protocol, smooth
+from cnc.features import FeatureCache, Reencode
 from cnc.infer import infer_run
+from cnc.io import DiskFullError
 from cnc.model import losses
 from cnc.model.build import build
 from cnc.predict import predict
@@ -44,7 +48,7 @@ from cnc.settings import (
     RunSettings,
     TrainSettings,
 )
-from cnc.train import FeatureCache, Reencode, run_epoch, train
+from cnc.train import run_epoch, train
 
 runner = CliRunner()
 SPEC = SyntheticSpec(
@@ -254,28 +258,41 @@ def test_runs_without_prompts_or_moe_log_only_what_they_have(data_root, tmp_path
 # ----------------------------------------------------------------------------- feature cache
 
 
+FLOAT16_ERROR = 2.0**-11  # half an ulp of float16: the largest relative rounding of a value
+FLOAT16_LOSS_TOLERANCE = 1e-3  # relative, after one epoch (measured: 3e-4 at most)
+
+
+def _one_epoch(encoder, model, features, order):
+    """An epoch of a copy of `model`, the same dropout and noise draws every time."""
+    m = copy.deepcopy(model)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    torch.manual_seed(5)
+    terms = run_epoch(m, encoder, features, opt, order, 4, 6, torch.Generator().manual_seed(1))
+    return terms, {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def _cache(encoder, dataset, tmp_path, where, dtype="float32"):
+    train = TrainSettings(cache=where, cache_dtype=dtype, batch_size=4)
+    return FeatureCache.build(encoder, dataset, "cpu", train, tmp_path, progress=False)
+
+
 def test_an_epoch_from_the_cache_equals_one_that_re_encodes(data_root, tmp_path):
     cfg = config(data_root)
     encoder, model = build(cfg)
     mean, std = encoder.mean_std
     dataset = open_split(data_root, "train", 64, mean=mean, std=std)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
-    results = []
-    for source in ("memory", "disk", "off"):
-        m = copy.deepcopy(model)
-        opt = torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999))
-        if source == "off":
-            features = Reencode(encoder, dataset, "cpu")
-        else:
-            features = FeatureCache.build(encoder, dataset, "cpu", source, tmp_path, 8, False)
-        torch.manual_seed(5)  # the same dropout draws in every variant
-        terms = run_epoch(m, encoder, features, opt, order, 4, 6, torch.Generator().manual_seed(1))
-        results.append((terms, {k: v.clone() for k, v in m.state_dict().items()}))
-        if isinstance(features, FeatureCache):
-            assert (features.cleanup is not None) == (source == "disk")
-            features.close()
-    (memory, memory_w), (disk, disk_w), (off, off_w) = results
-    assert memory == disk and same_weights(memory_w, disk_w)
+    results = {}
+    for where in ("memory", "disk"):
+        features = _cache(encoder, dataset, tmp_path, where)
+        assert (features.cleanup is not None) == (where == "disk") and features.where == where
+        results[where] = _one_epoch(encoder, model, features, order)
+        features.close()
+    results["off"] = _one_epoch(
+        encoder, model, Reencode(encoder, dataset, "cpu", 0, nullcontext), order
+    )
+    (memory, memory_w), (disk, disk_w), (off, off_w) = results.values()
+    assert memory == disk and same_weights(memory_w, disk_w)  # float32: exact
     for key in memory:
         assert off[key] == pytest.approx(memory[key], rel=1e-5, abs=1e-6)
     for key in memory_w:
@@ -283,17 +300,47 @@ def test_an_epoch_from_the_cache_equals_one_that_re_encodes(data_root, tmp_path)
     assert not list(tmp_path.glob(".feature-cache-*"))
 
 
+def test_a_float16_cache_is_within_its_stated_tolerance(data_root, tmp_path):
+    encoder, model = build(config(data_root))
+    mean, std = encoder.mean_std
+    dataset = open_split(data_root, "train", 64, mean=mean, std=std)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    full, half = (_cache(encoder, dataset, tmp_path, "memory", d) for d in ("float32", "float16"))
+    assert half.patches.dtype == torch.float16 and half.patches.nbytes * 2 == full.patches.nbytes
+    exact, rounded = full.patches.float(), half.patches.float()
+    assert ((exact - rounded).abs() <= FLOAT16_ERROR * exact.abs() + 2.0**-24).all()
+    reference, _ = _one_epoch(encoder, model, full, order)
+    got, _ = _one_epoch(encoder, model, half, order)
+    for key in reference:
+        assert got[key] == pytest.approx(reference[key], rel=FLOAT16_LOSS_TOLERANCE), key
+
+
+def test_a_disk_cache_checks_the_free_space_first(data_root, tmp_path, monkeypatch):
+    import cnc.features
+
+    encoder, _ = build(config(data_root))
+    dataset = open_split(data_root, "train", 64)
+    monkeypatch.setattr(cnc.features, "free_bytes", lambda path: 1000)
+    short = r"needs .* GiB \(\d+ bytes\) and 0\.00 GiB \(1000 bytes\) are free; set train\.cache"
+    with pytest.raises(DiskFullError, match=short):
+        _cache(encoder, dataset, tmp_path, "disk")
+    assert not list(tmp_path.glob(".feature-cache-*"))  # nothing made before the check
+    with pytest.raises(SettingsError, match=r"train\.cache: gpu needs a CUDA device"):
+        _cache(encoder, dataset, tmp_path, "gpu")
+
+
 def test_cache_rows_come_back_in_the_requested_order(data_root, tmp_path):
     cfg = config(data_root)
     encoder, _ = build(cfg)
     mean, std = encoder.mean_std
     dataset = open_split(data_root, "train", 64, mean=mean, std=std)
-    cache = FeatureCache.build(encoder, dataset, "cpu", "disk", tmp_path, 5, False)
-    picked = cache.taps(torch.tensor([7, 2, 11]))
-    direct = encoder.encode_taps(torch.stack([dataset[i]["image"] for i in (7, 2, 11)]))
-    assert torch.allclose(picked.patches, direct.patches, atol=1e-5)
-    assert torch.allclose(picked.cls, direct.cls, atol=1e-5)
-    cache.close()
+    for where in ("disk", "memory"):
+        cache = _cache(encoder, dataset, tmp_path, where)
+        picked = cache.taps(torch.tensor([7, 2, 11]))
+        direct = encoder.encode_taps(torch.stack([dataset[i]["image"] for i in (7, 2, 11)]))
+        assert torch.allclose(picked.patches, direct.patches, atol=1e-5)
+        assert torch.allclose(picked.cls, direct.cls, atol=1e-5)
+        cache.close()
 
 
 # ----------------------------------------------------------------------------- inference
@@ -415,7 +462,7 @@ def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
         (["-s", "backbone.name=ViT-Z"], "depth unknown, so no tap scheme"),
         (["-s", "backbone.name=ViT-Z", "-s", "backbone.taps=[1,2,3]"], "unknown; choose one of"),
         (["-s", "backbone.taps=[a, b]"], "backbone.taps: ['a', 'b'] is not valid"),
-        (["-s", "train.cache=gpu"], "train.cache: 'gpu' is not one of"),
+        (["-s", "train.cache=ram"], "train.cache: 'ram' is not one of"),
         (["-s", "model.gama=1"], "model.gama: unknown key"),
         (["-s", "gamma"], "expected section.key=value"),
         (["--settings", "{not json"], "--settings: not valid JSON"),
@@ -452,3 +499,46 @@ def test_cli_trains_a_run_of_the_grid_by_name(tmp_path, monkeypatch):
     assert grid.job_settings(run=name, overrides=["model.gamma=0.3"]).model.gamma == 0.3
     result = runner.invoke(app, ["train", str(tmp_path / "r"), "--run", "mvtec-nothing"])
     assert result.exit_code == 1 and "not a run of the grid" in result.output
+
+
+# ----------------------------------------------------------------------------- precision
+
+BF16_LOSS_TOLERANCE = 0.05  # relative, every loss term over 2 epochs (measured: 0.023 at most)
+
+
+def test_a_bf16_run_stays_close_to_fp32(data_root, tmp_path):
+    """Autocast in bfloat16 (the GPU default), against float32 (the CPU default)."""
+    histories, maps = {}, {}
+    for arithmetic in ("fp32", "bf16"):
+        run = tmp_path / arithmetic
+        done = train(config(data_root, epochs=2, precision=arithmetic), run, progress=False)
+        infer_run(run, progress=False, network=done.network)
+        histories[arithmetic] = done.state["history"]
+        maps[arithmetic] = read_class_maps(run / MAPS_DIR / "wood.npz").maps.ravel()
+        assert load_checkpoint(run / FINAL)["precision"] == arithmetic
+    for full, half in zip(histories["fp32"], histories["bf16"], strict=True):
+        for key in ("distill", "c1", "c2", "moe", "total"):
+            assert half[key] == pytest.approx(full[key], rel=BF16_LOSS_TOLERANCE, abs=1e-6), key
+    assert np.corrcoef(maps["fp32"], maps["bf16"])[0, 1] >= 0.99
+
+
+def test_auto_precision_is_fp32_on_a_cpu_and_half_on_a_gpu(monkeypatch):
+    from cnc import precision
+
+    assert precision.resolve("auto", "cpu") == "fp32"  # the exactness tests hold on CPUs
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert precision.resolve("auto", "cuda:0") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # a V100
+    assert precision.resolve("auto", "cuda:1") == "fp16"
+    assert precision.resolve("tf32", "cuda:0") == "tf32"
+
+
+def test_an_fp16_run_resumes_to_the_same_weights_with_its_loss_scaler(
+    data_root, tmp_path, monkeypatch
+):
+    settings = config(data_root, precision="fp16")
+    train(settings, tmp_path / "whole", progress=False)
+    interrupt(monkeypatch, settings, tmp_path / "cut", at_epoch=3)
+    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["scaler"]["scale"] < 2.0**16
+    train(settings, tmp_path / "cut", resume=True, progress=False)
+    assert same_weights(weights(tmp_path / "whole"), weights(tmp_path / "cut"))

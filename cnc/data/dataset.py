@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from cnc.data.layout import Sample, dataset_samples
 from cnc.settings import DataSettings
@@ -77,6 +77,26 @@ def open_split(
 ) -> AnomalyDataset:
     """The train or test split of every class of an MVTec-layout root, as one dataset."""
     return AnomalyDataset(dataset_samples(root, split, classes), resolution, **kwargs)
+
+
+def make_loader(
+    dataset: Dataset,
+    workers: int,
+    device: str,
+    batch_size: int = 1,
+    batch_sampler: list[list[int]] | None = None,
+) -> DataLoader:
+    """Images in the dataset's order (or `batch_sampler`'s), decoded by `workers` processes
+    and pinned when they go to a GPU. The loader's seed comes from its own generator, so
+    it never draws from the global random state that training's dropout uses."""
+    sizing = {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": batch_size}
+    return DataLoader(
+        dataset,
+        num_workers=workers,
+        pin_memory=str(device).startswith("cuda"),
+        generator=torch.Generator().manual_seed(0),
+        **sizing,
+    )
 
 
 def run_split(

@@ -13,6 +13,7 @@ from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.moe import GatedMoE, MultiLayerFusion
 from cnc.model.prompts import LearnablePrompts
+from cnc.precision import full_precision
 from cnc.settings import ModelSettings
 
 
@@ -64,9 +65,26 @@ class CNCNetwork(nn.Module):
         if self.moe is not None:
             x, scores = self.moe(x)
             moe_loss = moe.importance_loss(scores)
+        # Fusion, MoE and decoder may run in 16 bits (autocast, train.precision); from here
+        # on everything is float32: the text products' logits are scaled by 1/tau = 1000.
         decoded = self.decoder(x)
-        f, f_hat = taps.patches, decoded[:, :, 1:]
-        terms = {"moe": moe_loss}
+        with full_precision(x):
+            return self._constrain(encoder, taps, decoded.float(), moe_loss, scores, epoch)
+
+    def _constrain(
+        self,
+        encoder: FrozenCLIP,
+        taps: Taps,
+        decoded: torch.Tensor,
+        moe_loss: torch.Tensor,
+        scores: torch.Tensor | None,
+        epoch: int,
+    ) -> Outputs:
+        """Eqs. 4-11 and 16 on the decoded taps (B, 3, 1 + L, C)."""
+        c = self.config
+        f, f_hat = taps.patches.float(), decoded[:, :, 1:]
+        zero = decoded.new_zeros(())
+        terms = {"moe": moe_loss.float()}
         text = e = e_hat = None
         if self.prompts is not None:
             text = self.prompts(encoder)  # (3, 2, D): g_n^i, g_a^i
@@ -78,7 +96,7 @@ class CNCNetwork(nn.Module):
             scale_hat = scale if c.fnp_norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
             f_star = self._promote(encoder, f, anchors, scale)
             f_hat_star = self._promote(encoder, f_hat, anchors, scale_hat)
-            e, e_hat = encoder.to_joint(taps.cls), encoder.to_joint(decoded[:, :, 0])
+            e, e_hat = encoder.to_joint(taps.cls.float()), encoder.to_joint(decoded[:, :, 0])
             terms["c1"] = losses.loss_c1(e, text, c.tau)
             terms["c2"] = losses.loss_c2(e_hat, anchors, c.tau)
             terms["constraint"] = losses.constraint_loss(
@@ -88,7 +106,7 @@ class CNCNetwork(nn.Module):
             f_star, f_hat_star = f, f_hat
             terms["constraint"] = zero
         terms["distill"] = losses.distill_loss(f_star, f_hat_star)
-        terms["total"] = losses.total_loss(terms["distill"], terms["constraint"], moe_loss)
+        terms["total"] = losses.total_loss(terms["distill"], terms["constraint"], terms["moe"])
         return Outputs(f_star, f_hat_star, terms, scores, text, e, e_hat)
 
     @staticmethod
@@ -104,4 +122,5 @@ class CNCNetwork(nn.Module):
     def anomaly_maps(self, encoder: FrozenCLIP, taps: Taps, size: int) -> torch.Tensor:
         """Eq. (17) at `size` x `size` (call in eval mode: no noise, no dropout)."""
         out = self(encoder, taps)
-        return losses.anomaly_map(out.f_star, out.f_hat_star, encoder.grid, size)
+        with full_precision(out.f_star):
+            return losses.anomaly_map(out.f_star, out.f_hat_star, encoder.grid, size)
