@@ -30,7 +30,7 @@ from cnc.grid import (
     runs_dir,
 )
 from cnc.io import write_text
-from cnc.runs import METRICS_CSV, METRICS_JSON, TRAIN_LOG
+from cnc.runs import COST, METRICS_CSV, METRICS_JSON, TRAIN_LOG
 
 SCALE = "${scale}"
 RUN = f"{runs_dir(SCALE)}/${{key}}"
@@ -59,6 +59,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                 "outs": [
                     _uncached(f"{RUN}/model.pt", persist=True),
                     _uncached(f"{RUN}/maps"),
+                    _uncached(f"{RUN}/{COST}"),
                 ],
                 "plots": [_uncached(f"{RUN}/{TRAIN_LOG}", x="epoch", y="distill")],
             },
@@ -84,8 +85,9 @@ def _report(params: dict[str, Any], target: str, where: dict[str, str]) -> dict[
     stage: dict[str, Any] = {
         **where,
         "cmd": f"cnc report --params params.yaml --target {target}",
-        "deps": [f"{runs_dir(SCALE)}/{n}/{METRICS_JSON}" for n in names]
-        + [f"{runs_dir(SCALE)}/{n}/{TRAIN_LOG}" for n in names]
+        "deps": [
+            f"{runs_dir(SCALE)}/{n}/{f}" for f in (METRICS_JSON, COST, TRAIN_LOG) for n in names
+        ]
         + list(code.REPORT),
         "params": ["scale", "seeds", "main", "experiments"],
         "outs": [_uncached(f"{reports}/{f}") for f in report_files(target) if f not in listed]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cnc.errors import UsageError
+from cnc.errors import SettingsError, UsageError
 
 TABLE_FILES = ("md", "tex", "csv")
 DEFAULT_TARGET = "all"  # what `snakemake all` and `dvc repro` build
@@ -146,6 +146,19 @@ def backbone_resolution_cells(params: dict[str, Any], spec: dict[str, Any]) -> l
     ]
 
 
+def cost_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
+    """Every cell of the experiments `spec["from"]` names (Table 5: the Fig. 4 and Table 4
+    runs), each labelled `<experiment>: <row> <column>`."""
+    unknown = [name for name in spec["from"] if name not in EXPERIMENTS]
+    if unknown:
+        raise SettingsError(f"experiments.*.from: unknown experiment(s) {', '.join(unknown)}")
+    return [
+        Cell(f"{name}: {c.row} {c.column}".strip(), "", c.points)
+        for name in spec["from"]
+        for c in EXPERIMENTS[name].cells(params, params["experiments"][name])
+    ]
+
+
 @dataclass(frozen=True)
 class Experiment:
     title: str
@@ -156,6 +169,7 @@ class Experiment:
     run_figures: tuple[str, ...] = ()  # keys of RUN_FIGURES: <key>-<run>.png per run
     heatmaps: bool = False  # the workflow draws heat maps for its runs
     target: str = DEFAULT_TARGET  # the workflow target that builds it
+    measured: bool = False  # timings: not the same bit for bit from one run to the next
 
     @property
     def is_table(self) -> bool:
@@ -195,6 +209,13 @@ EXPERIMENTS: dict[str, Experiment] = {
         "backbone_resolution",
         files=("csv",),
         figures=("fig4.png",),
+    ),
+    "table5": Experiment(
+        "Table 5: cost of the Fig. 4 and Table 4 runs",
+        cost_cells,
+        "cost",
+        figures=("cost.png",),
+        measured=True,
     ),
     "tableS1": Experiment(
         "Table S1: sensitivity to choices the paper leaves open",

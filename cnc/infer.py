@@ -8,6 +8,7 @@ evaluation needs is in the run's maps folder, so metrics and tables are recomput
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def infer_run(
     if len(dataset) == 0:
         raise TrainingError(f"{run.settings.data.root}: no test images")
     collected: dict[str, dict[str, list]] = {}
+    began = time.perf_counter()
     device = str(next(run.model.parameters()).device)
     workers = loader_workers(run.settings.train.workers, device)
     loader = make_loader(dataset, workers, device, batch_size=infer.batch_size)
@@ -82,6 +84,7 @@ def infer_run(
             entry["masks"].append(batch["mask"][i].numpy())
             entry["labels"].append(int(batch["label"][i]))
             entry["paths"].append(batch["path"][i])
+    seconds = time.perf_counter() - began  # the maps, before the disk
     with atomic_dir(run_dir / MAPS_DIR, replace=True) as tmp:
         for cls, entry in collected.items():
             maps = np.stack(entry["maps"])
@@ -96,4 +99,5 @@ def infer_run(
                 ),
             )
         write_protocol(tmp, {**infer.protocol(), "classes": sorted(collected)})
-    return {"classes": {c: len(e["labels"]) for c, e in collected.items()}, **infer.to_dict()}
+    counts = {c: len(e["labels"]) for c, e in collected.items()}
+    return {"classes": counts, "images": sum(counts.values()), "seconds": seconds}

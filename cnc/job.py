@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
+from cnc import precision
+from cnc.cost import measure, write_cost
 from cnc.devices import pick_device
-from cnc.infer import infer_run
-from cnc.runs import read_settings, run_lock
+from cnc.infer import infer_run, load_run
+from cnc.runs import COST, read_settings, run_lock
 from cnc.settings import RunSettings
 from cnc.train import train
 
@@ -43,12 +45,18 @@ def run_job(
     device: str = "auto",
     progress: bool = True,
 ) -> JobResult:
-    """Train (or continue, or reuse) the run, then write its maps."""
+    """Train (or continue, or reuse) the run, then write its maps and what it cost."""
     with run_lock(run_dir):
         device = pick_device(device)
         trained = train(settings, run_dir, resume, force, device, progress)
+        reused_cost = trained.network is None and (Path(run_dir) / COST).is_file()
         if maps:  # with the network in memory: one build per job
-            infer_run(run_dir, settings.infer, device, progress, network=trained.network)
+            network = trained.network or load_run(run_dir, device)
+            inference = infer_run(run_dir, settings.infer, device, progress, network=network)
+            if not reused_cost:  # the job that trained it measured the training
+                arithmetic = precision.resolve(settings.train.precision, device)
+                history = trained.state["history"]
+                write_cost(run_dir, measure(network, history, inference, device, arithmetic))
     return JobResult(trained.state, device, torch.get_num_threads())
 
 

@@ -7,6 +7,7 @@ the reports, which need the names alone, load fast.
     <run>/model.pt             the finished run: weights, settings, history
     <run>/train_log.csv        every loss term per epoch
     <run>/maps/                test maps per class and protocol.json (cnc.evaluation.maps)
+    <run>/cost.json            what the run cost to train and infer (cnc.cost)
     <run>/metrics.json, .csv   the five metrics per class (cnc.evaluation.evaluate)
     <run>/heatmaps/<class>.png
     <run>/calibration.json     score statistics of the training images (cnc predict)
@@ -33,6 +34,7 @@ FINAL = "model.pt"
 TRAIN_LOG = "train_log.csv"
 MAPS_DIR = "maps"
 PROTOCOL = "protocol.json"  # inside maps/
+COST = "cost.json"  # parameters, FLOPs, time, memory and device of the run (Table 5)
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 HEATMAPS_DIR = "heatmaps"

@@ -20,6 +20,7 @@ from cnc.evaluation.metrics import METRICS
 from cnc.io import write_json
 from cnc.report import paper
 from cnc.report.build import write_reports
+from cnc.report.layouts import COST_COLUMNS
 from cnc.report.render import Num, mark
 from cnc.report.results import ResultsError
 
@@ -55,6 +56,8 @@ def fake_run(
         },
     )
     write_json(folder / "config.json", {"data": {"dataset": dataset, "root": "data"}})
+    cost = {k: 1.0 + zlib.crc32(f"{name}/{k}".encode()) % 100 for k in COST_COLUMNS}
+    write_json(folder / "cost.json", {**cost, "device": "CPU: test", "precision": "fp32"})
     pd.DataFrame({"epoch": [1, 2], "distill": [1.0, 0.5], "total": [3.0, 2.0]}).to_csv(
         folder / "train_log.csv", index=False
     )
@@ -312,6 +315,19 @@ def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch):
     assert set(summary["table5"]) == {"i", "v"}
     assert "## Table 5: ablation on VisA" in compare_table(p, "table5", tmp_path / "runs")
     assert f"    {new_run}:" in dvcfile.render(p)
+
+
+def test_table5_sets_each_runs_cost_beside_its_score(smoke_reports):
+    root, _ = smoke_reports
+    text = plain((root / "reports" / "table5.md").read_text())
+    assert "## Table 5: cost of the Fig. 4 and Table 4 runs" in text
+    assert "| fig4: ViT-B-32 128 |" in text and "| table4: T=5 K=2 |" in text
+    frame = pd.read_csv(root / "reports" / "table5.csv")
+    assert len(frame) == 16 + 22  # every Fig. 4 point and every Table 4 cell
+    main = frame[frame["cell"] == "table4: T=5 K=2"].iloc[0]
+    saved = json.loads((root / "runs" / MAIN / "cost.json").read_text())
+    assert main["gflops_inference"] == saved["gflops_inference"] and main["runs"] == MAIN
+    assert (root / "figures" / "cost.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):

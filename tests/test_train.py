@@ -426,7 +426,7 @@ def test_cli_train_infer_evaluate_predict(data_root, tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"]["mlf"] is False and saved["train"]["epochs"] == 2
     assert saved["model"]["gamma"] == ModelSettings().gamma  # not given: the default
-    assert not (run / MAPS_DIR).exists()
+    assert not (run / MAPS_DIR).exists() and not (run / "cost.json").exists()
     result = runner.invoke(app, ["infer", str(run), "--set", "infer.map_size=32", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert read_protocol(run / MAPS_DIR)["map_size"] == 32
@@ -447,6 +447,13 @@ def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
     saved = json.loads((tmp_path / "s" / "config.json").read_text())
     assert saved == json.loads(settings)
     assert (tmp_path / "s" / MAPS_DIR / "protocol.json").is_file()  # maps by default
+    cost = json.loads((tmp_path / "s" / "cost.json").read_text())
+    trainable = sum(p.numel() for p in load_checkpoint(tmp_path / "s" / FINAL)["model"].values())
+    assert cost["params_trainable_m"] == pytest.approx(trainable / 1e6)
+    assert cost["params_total_m"] > cost["params_trainable_m"]  # with the frozen encoder
+    assert 0 < cost["gflops_encoder"] < cost["gflops_inference"]  # inference runs the encoder
+    assert cost["gflops_train_step"] > 0 and cost["inference_images_per_s"] > 0
+    assert cost["device"].startswith("CPU") and cost["precision"] == "fp32"
     # A run's config.json is a settings file: another run from it, one setting changed.
     args = ["--settings", str(tmp_path / "s" / "config.json"), "--set", "model.gamma=0.5"]
     result = runner.invoke(app, ["train", str(tmp_path / "t"), *args, "--no-maps"])

@@ -122,6 +122,26 @@ def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> 
     _save(fig, path)
 
 
+def cost(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
+    """mTotal against inference GFLOPs per image (Table 5), one colour per backbone; the
+    Fig. 4 points labelled by resolution, the Table 4 points by T and K."""
+    frame = built.frame.assign(point=[c.points[0] for c in built.cells])
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for backbone, group in frame.groupby(frame["point"].map(lambda p: p.backbone), sort=False):
+        ax.scatter(group["gflops_inference"], group["mtotal"], label=backbone, s=28)
+        for row in group.itertuples():
+            label = row.cell.split(": ", 1)[-1].split(" ")[-1]  # "224", or "K=2" / "None"
+            ax.annotate(label, (row.gflops_inference, row.mtotal), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per image, inference (log scale)")
+    ax.set_ylabel("mTotal (mean of the five metrics, %)")
+    ax.legend(fontsize=7, title="backbone", title_fontsize=7)
+    ax.set_title(f"Table 5: what each run scores against what it costs\n{subtitle}", fontsize=9)
+    _save(fig, path)
+
+
 def diagnostics(run: str, runs_dir: Path, path: Path, subtitle: str) -> None:
     """One run's training diagnostics per epoch (cnc.diagnostics): where the gradients of
     each loss term go, how the router spreads the tokens, the noise, the anchors' drift
@@ -183,5 +203,6 @@ FIGURES: dict[str, Draw] = {
     "table4_heatmap.png": table4_heatmap,
     "ablation.png": ablation,
     "training_curves.png": training_curves,
+    "cost.png": cost,
 }
 RUN_FIGURES: dict[str, Callable[[str, Path, Path, str], None]] = {"diagnostics": diagnostics}

@@ -18,7 +18,7 @@ from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, Cell, Experiment
 from cnc.report import paper
 from cnc.report.render import Num, Table, mark, mark_columns, mark_rows, tidy
-from cnc.report.results import CellResult, Stat, cell_result
+from cnc.report.results import CellResult, Stat, cell_result, read_cost
 
 OURS = "this benchmark"
 METRIC_LABELS = {
@@ -299,6 +299,50 @@ def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: P
     return Built.of_tables(name, grid, [table], results, summary)
 
 
+COST_COLUMNS = {  # cost.json key: the column, numbers to 3 significant digits
+    "params_trainable_m": "trainable params (M)",
+    "params_total_m": "all params (M)",
+    "gflops_train_step": "GFLOPs / image, train step",
+    "gflops_encoder": "GFLOPs / image, encoder",
+    "gflops_inference": "GFLOPs / image, inference",
+    "seconds_per_epoch": "s / epoch",
+    "inference_images_per_s": "inference images / s",
+    "peak_memory_gb": "peak memory (GiB)",
+}
+
+
+def cost(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
+    """Table 5: what each run cost (cnc.cost), beside its mTotal; mean (and SD) over seeds."""
+    results = [cell_result(runs_dir, c.runs) for c in grid]
+    rows, records = [], []
+    for c, result in zip(grid, results, strict=True):
+        costs = [read_cost(runs_dir, r) for r in c.runs]
+        numbers = [Num.of(Stat.of([x[k] for x in costs]), k) for k in COST_COLUMNS]
+        for n in numbers:
+            n.fmt = ".3g"
+        devices = ", ".join(sorted({x["device"] for x in costs}))
+        rows.append((c.row, [*([n] for n in numbers), devices, [Num.of(result.mtotal, "mtotal")]]))
+        values = {k: n.value for k, n in zip(COST_COLUMNS, numbers, strict=True)}
+        record = {"cell": c.row, "runs": " ".join(c.runs), **values, "device": devices}
+        records.append({**record, "mtotal": result.mtotal.mean})
+    table = Table(
+        name,
+        "",
+        ["run", *COST_COLUMNS.values(), "device", "mTotal"],
+        rows,
+        notes=[
+            "FLOPs counted by torch.utils.flop_counter per image (forward and backward for a "
+            "training step on cached features; the frozen encoder once per training image "
+            "with the cache); seconds per epoch: the median epoch; peak memory: GPU memory "
+            "allocated, or the process's resident memory on a CPU. Timings depend on the "
+            "device and vary from run to run."
+        ],
+    )
+    frame = pd.DataFrame.from_records(records)
+    summary = {r["cell"]: {k: v for k, v in r.items() if k != "cell"} for r in records}
+    return Built(name, EXPERIMENTS[name], grid, [table], results, frame, summary)
+
+
 Layout = Callable[[dict[str, Any], str, list[Cell], Path], Built]
 LAYOUTS: dict[str, Layout] = {
     "per_class": per_class,
@@ -306,6 +350,7 @@ LAYOUTS: dict[str, Layout] = {
     "moe_grid": moe_grid,
     "backbone_resolution": backbone_resolution,
     "sensitivity": sensitivity,
+    "cost": cost,
 }
 
 

@@ -21,6 +21,7 @@ class Num:
     std: float | None = None
     metric: str = ""
     mark: int = 0
+    fmt: str = ".1f"  # how the value (and its SD) is shown
 
     @classmethod
     def of(cls, stat: Stat | None, metric: str = "") -> Num:
@@ -71,9 +72,9 @@ def mark_columns(table: Table, columns: list[int]) -> None:
 def _number(n: Num, style: str) -> str:
     if n.value is None:
         return "-"
-    text = f"{n.value:.1f}"
+    text = f"{n.value:{n.fmt}}"
     if n.std is not None:
-        text += f"±{n.std:.1f}" if style == "md" else f"$\\pm${n.std:.1f}"
+        text += f"±{n.std:{n.fmt}}" if style == "md" else f"$\\pm${n.std:{n.fmt}}"
     if n.mark == 1:
         return f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
     if n.mark == 2:

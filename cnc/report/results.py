@@ -12,7 +12,7 @@ import pandas as pd
 from cnc.errors import UserError
 from cnc.evaluation.metrics import METRICS
 from cnc.io import read_json
-from cnc.runs import METRICS_JSON, TRAIN_LOG, dataset_of
+from cnc.runs import COST, METRICS_JSON, TRAIN_LOG, dataset_of
 
 
 class ResultsError(UserError, FileNotFoundError):
@@ -67,6 +67,13 @@ def cell_result(runs_dir: Path, names: tuple[str, ...]) -> CellResult:
         dataset=dataset_of(Path(runs_dir) / names[0]),
         seeds=len(names),
     )
+
+
+def read_cost(runs_dir: Path, name: str) -> dict[str, Any]:
+    path = Path(runs_dir) / name / COST
+    if not path.is_file():
+        raise ResultsError(f"{path}: missing; its training job writes it (`cnc train`)")
+    return read_json(path)
 
 
 def train_log(runs_dir: Path, name: str) -> pd.DataFrame:

@@ -42,9 +42,10 @@ def report_outputs(target):
     return {output_key(f): f for f in files}
 
 
-def target_metrics(target):
-    """The metrics.json of every run a target's experiments read."""
-    return [f"{RUNS}/{run}/metrics.json" for run in grid.grid_points(config, target)]
+def target_results(target):
+    """The saved results of every run a target's experiments read."""
+    files = ("metrics.json", "cost.json", "train_log.csv")
+    return [f"{RUNS}/{run}/{f}" for run in grid.grid_points(config, target) for f in files]
 
 
 def output_key(path):

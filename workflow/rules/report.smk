@@ -5,8 +5,7 @@ rule report:
     """The default target's tables and figures, from the saved metrics only (into the
     scale's folders, grid.reports_dir and grid.figures_dir)."""
     input:
-        metrics=target_metrics("all"),
-        curves=expand(f"{RUNS}/{{run}}/train_log.csv", run=grid.grid_points(config, "all")),
+        target_results("all"),
     output:
         **report_outputs("all"),
     params:
@@ -22,7 +21,7 @@ rule report:
 rule report_choices:
     """Table S1: how far the choices the paper leaves open move the numbers (opt-in)."""
     input:
-        target_metrics("choices"),
+        target_results("choices"),
     output:
         **report_outputs("choices"),
     params:

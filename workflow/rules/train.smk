@@ -9,6 +9,7 @@ rule train:
     output:
         maps=f"{RUNS}/{{run}}/maps/protocol.json",
         log=f"{RUNS}/{{run}}/train_log.csv",
+        cost=f"{RUNS}/{{run}}/cost.json",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
         settings=run_settings,

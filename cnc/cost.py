@@ -1,0 +1,112 @@
+"""What a run costs, next to what it scores (Table 5): parameters, FLOPs per image, time
+per epoch, inference throughput, peak memory and the device, saved as `cost.json`.
+
+FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (matrix products and
+convolutions, forward and backward) on one batch of the training set:
+- `gflops_train_step`: the trainable network's forward and backward pass per image, on
+  cached features (the frozen encoder is not run during a step when features are cached);
+- `gflops_encoder`: the frozen encoder's forward pass per image (once per training image
+  with the cache, every step without it);
+- `gflops_inference`: the encoder, the network and eq. 17's map, per image.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnc.data.dataset import run_split
+from cnc.diagnostics import diagnostic_batch
+from cnc.io import write_json
+from cnc.model.build import Network
+from cnc.runs import COST
+
+GIGA = 1e9
+
+
+def device_name(device: str) -> str:
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():  # the model name, where the platform module has none
+        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        cpu = names[0] if names else cpu
+    return f"CPU: {cpu}"
+
+
+def peak_memory_gb(device: str) -> float:
+    """Peak GPU memory allocated by this process, or its peak resident memory on a CPU."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _gflops(run: Callable[[], None]) -> float:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / GIGA
+
+
+def flops_per_image(network: Network, device: str) -> dict[str, float]:
+    """GFLOPs per image of a training step, of the encoder and of inference."""
+    encoder, model, settings = network.encoder, network.model, network.settings
+    dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
+    indices = diagnostic_batch(len(dataset), settings.train.batch_size)
+    images = torch.stack([dataset[int(i)]["image"] for i in indices]).to(device)
+    n = len(images)
+    taps = encoder.encode_taps(images)
+
+    def step() -> None:
+        model.train()
+        model(encoder, taps, settings.model.theta).terms["total"].backward()
+        model.zero_grad(set_to_none=True)
+
+    def infer() -> None:
+        model.eval()
+        model.anomaly_maps(encoder, encoder.encode_taps(images), settings.infer.map_size)
+
+    with torch.random.fork_rng(devices=[torch.device(device)] if "cuda" in device else []):
+        train_step = _gflops(step) / n
+    return {
+        "gflops_train_step": train_step,
+        "gflops_encoder": _gflops(lambda: encoder.encode_taps(images)) / n,
+        "gflops_inference": _gflops(infer) / n,
+    }
+
+
+def measure(
+    network: Network,
+    history: list[dict[str, Any]],
+    inference: dict[str, Any],
+    device: str,
+    precision: str,
+) -> dict[str, Any]:
+    """The cost of a run just trained and inferred (see the module's text)."""
+    model, encoder = network.model, network.encoder
+    seconds = sorted(row["seconds"] for row in history)
+    return {
+        "params_trainable_m": _count(model) / 1e6,
+        "params_total_m": (_count(model) + _count(encoder)) / 1e6,
+        **flops_per_image(network, device),
+        "seconds_per_epoch": seconds[len(seconds) // 2],  # the median epoch
+        "inference_images_per_s": inference["images"] / max(inference["seconds"], 1e-9),
+        "peak_memory_gb": peak_memory_gb(device),
+        "device": device_name(device),
+        "precision": precision,
+    }
+
+
+def write_cost(run_dir: Path, cost: dict[str, Any]) -> None:
+    write_json(Path(run_dir) / COST, cost)
