@@ -2,7 +2,10 @@
 per epoch, inference throughput, peak memory and the device, saved as `cost.json`.
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (matrix products and
-convolutions, forward and backward) on one batch of the training set:
+convolutions, forward and backward) on one batch of `train.batch_size` images, on the
+meta device: from the settings alone, without weights, memory or compute, so the same
+count serves a run's cost.json and the projection of the paper's grid (`cnc bench
+train`):
 - `gflops_train_step`: the trainable network's forward and backward pass per image, on
   cached features (the frozen encoder is not run during a step when features are cached);
 - `gflops_encoder`: the frozen encoder's forward pass per image (once per training image
@@ -21,11 +24,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnc.data.dataset import run_split
-from cnc.diagnostics import diagnostic_batch
 from cnc.io import write_json
+from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import Network
+from cnc.model.network import CNCNetwork
 from cnc.runs import COST
+from cnc.settings import RunSettings
 
 GIGA = 1e9
 
@@ -59,28 +63,25 @@ def _gflops(run: Callable[[], None]) -> float:
     return counter.get_total_flops() / GIGA
 
 
-def flops_per_image(network: Network, device: str) -> dict[str, float]:
+def flops_per_image(settings: RunSettings) -> dict[str, float]:
     """GFLOPs per image of a training step, of the encoder and of inference."""
-    encoder, model, settings = network.encoder, network.model, network.settings
-    dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
-    indices = diagnostic_batch(len(dataset), settings.train.batch_size)
-    images = torch.stack([dataset[int(i)]["image"] for i in indices]).to(device)
-    n = len(images)
+    b = settings.backbone
+    encoder = FrozenCLIP(b.name, "random", b.resolution, b.taps, device="meta")
+    with torch.device("meta"):
+        model = CNCNetwork(encoder, settings.model)
+    n = settings.train.batch_size
+    images = torch.empty(n, 3, b.resolution, b.resolution, device="meta")
     taps = encoder.encode_taps(images)
 
-    def step() -> None:
-        model.train()
+    def step() -> None:  # on cached features, with L_c2 in the loss (epoch theta)
         model(encoder, taps, settings.model.theta).terms["total"].backward()
-        model.zero_grad(set_to_none=True)
 
     def infer() -> None:
         model.eval()
         model.anomaly_maps(encoder, encoder.encode_taps(images), settings.infer.map_size)
 
-    with torch.random.fork_rng(devices=[torch.device(device)] if "cuda" in device else []):
-        train_step = _gflops(step) / n
     return {
-        "gflops_train_step": train_step,
+        "gflops_train_step": _gflops(step) / n,
         "gflops_encoder": _gflops(lambda: encoder.encode_taps(images)) / n,
         "gflops_inference": _gflops(infer) / n,
     }
@@ -99,7 +100,7 @@ def measure(
     return {
         "params_trainable_m": _count(model) / 1e6,
         "params_total_m": (_count(model) + _count(encoder)) / 1e6,
-        **flops_per_image(network, device),
+        **flops_per_image(network.settings),
         "seconds_per_epoch": seconds[len(seconds) // 2],  # the median epoch
         "inference_images_per_s": inference["images"] / max(inference["seconds"], 1e-9),
         "peak_memory_gb": peak_memory_gb(device),

@@ -53,6 +53,10 @@ def scaler(precision: str, device: str) -> torch.amp.GradScaler:
 
 @contextmanager
 def full_precision(like: torch.Tensor) -> Iterator[None]:
-    """Autocast off, on `like`'s device: what runs inside computes in float32."""
+    """Autocast off, on `like`'s device: what runs inside computes in float32 (on the
+    meta device, where FLOPs are counted without compute, there is no autocast)."""
+    if like.device.type == "meta":
+        yield
+        return
     with torch.autocast(like.device.type, enabled=False):
         yield

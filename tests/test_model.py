@@ -451,3 +451,17 @@ def test_tap_schemes_mean_the_same_at_every_depth():
 
     taps = schema()["$defs"]["backbone"]["properties"]["taps"]["oneOf"]
     assert next(s for s in taps if "enum" in s)["enum"] == list(TAP_SCHEMES)
+
+
+def test_flops_are_counted_as_two_per_multiply_add_without_compute():
+    """ViT-B/16 at 224 px by hand: 12 blocks of 12 L C^2 + 2 L^2 C multiply-adds (L = 197
+    tokens, C = 768) and the patch embedding, two FLOPs each: 35.1 GFLOPs per image."""
+    from cnc.cost import flops_per_image
+
+    settings = RunSettings(DataSettings("mvtec", "unused"), BackboneSettings(name="ViT-B-16"))
+    tokens, width = 197, 768
+    block = 12 * tokens * width**2 + 2 * tokens**2 * width
+    by_hand = 2 * (12 * block + 196 * (3 * 16 * 16) * width) / 1e9
+    flops = flops_per_image(settings)
+    assert flops["gflops_encoder"] == pytest.approx(by_hand, rel=0.01)
+    assert flops["gflops_inference"] > flops["gflops_encoder"] and flops["gflops_train_step"] > 0

@@ -43,9 +43,10 @@ def bench_train(
         typer.Option(help="ViT-L-14-336 (random weights) at 224 px on 3629 images (GPU)."),
     ] = False,
     data_root: Annotated[Path | None, typer.Option(help="Time on this dataset instead.")] = None,
-    project: Annotated[int, typer.Option(help="Epochs to project the run time to.")] = 250,
+    project: Annotated[int, typer.Option(help="Epochs to project one run's time to.")] = 250,
 ) -> None:
-    """Seconds per epoch with the feature cache vs re-encoding every step, one run."""
+    """Seconds per epoch per precision and per place of the feature cache, one run, and
+    the projected hours of the paper's whole grid on this device."""
     from cnc.bench import train as bench
     from cnc.devices import pick_device
 
@@ -53,8 +54,15 @@ def bench_train(
         backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
     device = pick_device(device)
     with user_errors():
-        timings, n = bench.run(backbone, resolution, images, epochs, device, data_root)
+        timings, n, timed = bench.run(backbone, resolution, images, epochs, device, data_root)
+        chosen = bench.projection_variant(timings, device)
+        whole = bench.grid_hours(chosen, timed, n)
     columns = ["variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB"]
     title = f"{backbone} at {resolution} px, {n} training images, {device}"
     print_table(title, columns, bench.rows(timings, project))
+    out.print(
+        f"the paper's grid ({whole['runs']} runs) at the throughput of {chosen.name}: "
+        f"{whole['hours']:.1f} h on {device} (FLOPs-proportional projection from {backbone})",
+        soft_wrap=True,
+    )
     out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")

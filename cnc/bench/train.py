@@ -1,8 +1,14 @@
-"""`cnc bench train`: seconds per epoch with the feature cache against re-encoding.
+"""`cnc bench train`: seconds per epoch of one training run, per precision and per place
+of the feature cache, and what the paper's whole grid would take on this device.
 
-Both variants train the same model from the same seed on the same images; the cache
-variant pays one encoding pass up front (reported separately), the other loads and
-encodes every batch of every epoch, which is what training without a cache costs.
+Every variant trains the same model from the same seed on the same images: "setup" is
+the encoding pass that fills the cache (none when re-encoding), then a few epochs are
+timed. The projection of the paper's grid (43 runs at 250 epochs on MVTec AD's 3629
+training images, 200 on VisA's 8659) divides each run's FLOPs (cnc.cost, counted on
+the meta device from its settings) by the throughput measured here: the encoder's
+(GFLOP/s of the encoding pass) for caching and inference, the training step's for the
+epochs. It assumes time proportional to FLOPs at the measured rates: a projection, not a
+measurement, and only as good as the benchmarked model is like the paper's (`--paper`).
 """
 
 from __future__ import annotations
@@ -11,19 +17,30 @@ import math
 import resource
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from cnc import grid, precision
+from cnc.cost import flops_per_image
 from cnc.data.dataset import run_split
 from cnc.data.prepare import synthetic
+from cnc.data.registry import MVTEC_COUNTS, VISA_COUNTS
 from cnc.data.synthetic import CLASSES, SyntheticSpec
+from cnc.devices import loader_workers
+from cnc.features import FeatureCache, FeatureSource, Reencode
 from cnc.model.build import build
+from cnc.params import load_params
 from cnc.settings import BackboneSettings, DataSettings, RunSettings, TrainSettings
-from cnc.train import FeatureCache, FeatureSource, Reencode, run_epoch
+from cnc.train import run_epoch
 
-MVTEC_TRAIN_IMAGES = 3629
+IMAGES = {  # (train, test) images of the paper's datasets
+    name: (sum(c[0] for c in counts.values()), sum(c[1] + c[2] for c in counts.values()))
+    for name, counts in (("mvtec", MVTEC_COUNTS), ("visa", VISA_COUNTS))
+}
+MVTEC_TRAIN_IMAGES = IMAGES["mvtec"][0]
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,16 @@ class Timing:
         return self.setup_s + epochs * self.epoch_s
 
 
+def variants(device: str) -> list[tuple[str, str]]:
+    """(precision, cache) pairs to time: every precision with the cache where `auto` puts
+    it, the auto precision with the cache in host memory and without a cache."""
+    cuda = device.startswith("cuda")
+    auto = precision.resolve("auto", device)
+    precisions = ("fp32", "tf32", "bf16", "fp16") if cuda else ("fp32", "bf16")
+    cached = [(p, "gpu" if cuda else "memory") for p in precisions]
+    return [*cached, *([(auto, "memory")] if cuda else []), (auto, "off")]
+
+
 def bench_set(folder: Path, images: int, image_size: int) -> Path:
     """A synthetic training set of about `images` images (test split kept minimal)."""
     per_class = math.ceil(images / len(CLASSES))
@@ -45,24 +72,31 @@ def bench_set(folder: Path, images: int, image_size: int) -> Path:
     return folder
 
 
-def _time_variant(
-    name: str, settings: RunSettings, epochs: int, device: str, scratch: Path
-) -> Timing:
+def _time_variant(settings: RunSettings, epochs: int, device: str, scratch: Path) -> Timing:
+    t = settings.train
+    arithmetic = precision.resolve(t.precision, device)
+    precision.configure(arithmetic)
+
+    def amp():
+        return precision.autocast(arithmetic, device)
+
     torch.manual_seed(settings.seed)
     encoder, model = build(settings, device)
     dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
-    t = settings.train
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
-    if device.startswith("cuda"):
+    scaler = precision.scaler(arithmetic, device)
+    workers = loader_workers(t.workers, device)
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     began = time.perf_counter()
-    if name == "feature cache":
-        features: FeatureSource = FeatureCache.build(
-            encoder, dataset, device, "auto", scratch, progress=False
-        )
+    if t.cache == "off":
+        features: FeatureSource = Reencode(encoder, dataset, device, workers, amp)
     else:
-        features = Reencode(encoder, dataset, device)
+        features = FeatureCache.build(encoder, dataset, device, t, scratch, workers, amp, False)
+    if cuda:
+        torch.cuda.synchronize()
     setup = time.perf_counter() - began
     noise = torch.Generator(device=device).manual_seed(1)
     shuffle = torch.Generator().manual_seed(0)
@@ -70,13 +104,18 @@ def _time_variant(
     for epoch in range(epochs):
         order = torch.randperm(len(dataset), generator=shuffle)
         began = time.perf_counter()
-        run_epoch(model, encoder, features, optimizer, order, t.batch_size, epoch, noise)
-        if device.startswith("cuda"):
+        run_epoch(
+            model, encoder, features, optimizer, order, t.batch_size, epoch, noise,
+            amp=amp, scaler=scaler,
+        )  # fmt: skip
+        if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     if isinstance(features, FeatureCache):
         features.close()
+    source = "re-encode every step" if t.cache == "off" else f"cache in {t.cache}"
+    name = f"{arithmetic}, {source}"
     return Timing(name, setup, sum(times) / len(times), peak)
 
 
@@ -87,9 +126,9 @@ def run(
     epochs: int,
     device: str,
     data_root: Path | None = None,
-) -> tuple[list[Timing], int]:
-    """Timings of both variants (the run settings' defaults otherwise), and the number of
-    training images used."""
+) -> tuple[list[Timing], int, RunSettings]:
+    """Timings of every variant (the run settings' defaults otherwise), the number of
+    training images used and the settings timed."""
     with tempfile.TemporaryDirectory() as tmp:
         root = data_root or bench_set(Path(tmp) / "set", images, min(resolution, 256))
         settings = RunSettings(
@@ -98,11 +137,22 @@ def run(
             train=TrainSettings(epochs=epochs),
         )
         n = len(run_split(settings.data, "train", resolution, ((0.0,) * 3, (1.0,) * 3)))
-        timings = [
-            _time_variant(name, settings, epochs, device, Path(tmp))
-            for name in ("feature cache", "re-encode every step")
-        ]
-    return timings, n
+        timings = []
+        for arithmetic, cache in variants(device):
+            chosen = replace(settings.train, precision=arithmetic, cache=cache)
+            variant = replace(settings, train=chosen)
+            timings.append(_time_variant(variant, epochs, device, Path(tmp)))
+    return timings, n, settings
+
+
+def projection_variant(timings: list[Timing], device: str) -> Timing:
+    """The variant a plain run would use: the auto precision, the cache where auto puts it
+    when it fits (GPU memory on a GPU, host memory on a CPU)."""
+    return (
+        timings[0]
+        if not device.startswith("cuda")
+        else timings[variants(device).index((precision.resolve("auto", device), "gpu"))]
+    )
 
 
 def rows(timings: list[Timing], project: int) -> list[list[str]]:
@@ -119,6 +169,28 @@ def rows(timings: list[Timing], project: int) -> list[list[str]]:
         ]
         for t in timings
     ]
+
+
+def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any]:
+    """The paper grid's projected hours at the throughput of `timing` (see the module)."""
+    measured = flops_per_image(timed)
+    encoder_rate = images * measured["gflops_encoder"] / max(timing.setup_s, 1e-9)
+    step_rate = images * measured["gflops_train_step"] / max(timing.epoch_s, 1e-9)
+    params = load_params()
+    params = {**params, "scale": "paper", "data": {**params["data"], "prepare": ["mvtec", "visa"]}}
+    seconds, runs, flops = 0.0, 0, {}
+    for point in grid.grid_points(params, "all").values():
+        settings = grid.run_settings(params, point)
+        key = settings.to_json()
+        if key not in flops:  # runs of other seeds share their settings' FLOPs
+            flops[key] = flops_per_image(settings)
+        f = flops[key]
+        train_images, test_images = IMAGES[settings.data.dataset]
+        seconds += (train_images + test_images) * f["gflops_encoder"] / encoder_rate
+        seconds += settings.train.epochs * train_images * f["gflops_train_step"] / step_rate
+        seconds += test_images * (f["gflops_inference"] - f["gflops_encoder"]) / encoder_rate
+        runs += 1
+    return {"runs": runs, "hours": seconds / 3600, "variant": timing.name}
 
 
 def peak_rss_mb() -> float:

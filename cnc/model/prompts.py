@@ -34,8 +34,13 @@ class LearnablePrompts(nn.Module):
 
     def __init__(self, encoder: FrozenCLIP, n_tokens: int = 12, n_layers: int = 3) -> None:
         super().__init__()
-        tokens = encoder.tokenizer([normal_prompt(n_tokens), abnormal_prompt(n_tokens)])
-        self.register_buffer("tokens", tokens, persistent=False)
+        # Token ids are data: made on the CPU even when the model is built on "meta".
+        with torch.device("cpu"):
+            tokens = encoder.tokenizer([normal_prompt(n_tokens), abnormal_prompt(n_tokens)])
+        # The two prompts differ in length: each is read at its own end-of-text token.
+        self.ends = tokens.argmax(dim=-1).tolist()
+        embedding_device = encoder.clip.token_embedding.weight.device
+        self.register_buffer("tokens", tokens.to(embedding_device), persistent=False)
         self.n_tokens = n_tokens
         self.n_layers = n_layers
         # (layer, normal/abnormal, token, width)
@@ -49,10 +54,9 @@ class LearnablePrompts(nn.Module):
         return torch.cat([start, self.context, rest], dim=2)
 
     def forward(self, encoder: FrozenCLIP) -> torch.Tensor:
-        # The two prompts differ in length, so each is read at its own end-of-text token.
         embeddings = self.embeddings(encoder)
-        ends = self.tokens.argmax(dim=-1).tolist()
         features = [
-            encoder.encode_prompt_embeddings(embeddings[:, kind], ends[kind]) for kind in (0, 1)
+            encoder.encode_prompt_embeddings(embeddings[:, kind], self.ends[kind])
+            for kind in (0, 1)
         ]
         return torch.stack(features, dim=1)
