@@ -66,3 +66,23 @@ def bench_train(
         soft_wrap=True,
     )
     out.print(f"peak process RSS {bench.peak_rss_mb():.0f} MB")
+
+
+@bench_app.command("decode")
+def bench_decode(
+    images: Annotated[int, typer.Option(help="PNGs to decode.")] = 96,
+    size: Annotated[int, typer.Option(help="Their side in pixels (MVTec AD: 700-1024).")] = 1024,
+    resolution: Annotated[int, typer.Option(help="The input resolution.")] = 224,
+    workers: Annotated[list[int] | None, typer.Option(help="Worker counts (repeatable).")] = None,
+) -> None:
+    """Images per second the training loader decodes and resizes, per number of workers:
+    whether decoding keeps up with the encoder."""
+    import os
+
+    from cnc.bench import train as bench
+
+    counts = workers or sorted({0, 1, min(2, os.cpu_count() or 1), os.cpu_count() or 1})
+    rates = bench.decode_rates(images, size, resolution, counts)
+    rows = [[count, f"{rate:.1f}", f"{rate / rates[0][1]:.1f}x"] for count, rate in rates]
+    title = f"{images} PNGs of {size} px to {resolution} px, {os.cpu_count()} CPUs"
+    print_table(title, ["workers", "images / s", "speed-up"], rows)

@@ -21,11 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from cnc import grid, precision
 from cnc.cost import flops_per_image
-from cnc.data.dataset import run_split
+from cnc.data.dataset import make_loader, open_split, run_split
 from cnc.data.prepare import synthetic
 from cnc.data.registry import MVTEC_COUNTS, VISA_COUNTS
 from cnc.data.synthetic import CLASSES, SyntheticSpec
@@ -191,6 +193,30 @@ def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any
         seconds += test_images * (f["gflops_inference"] - f["gflops_encoder"]) / encoder_rate
         runs += 1
     return {"runs": runs, "hours": seconds / 3600, "variant": timing.name}
+
+
+def decode_rates(
+    images: int, size: int, resolution: int, workers: list[int]
+) -> list[tuple[int, float]]:
+    """Images per second the training loader decodes and resizes from `size`-px PNGs (as
+    MVTec AD's 700-1024 px images) to `resolution`, for each number of workers."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "decode" / "train" / "good"
+        folder.mkdir(parents=True)
+        for i in range(images):  # smooth noise: compresses like a photograph, not like static
+            small = rng.integers(0, 255, (size // 16, size // 16, 3), dtype=np.uint8)
+            picture = Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+            picture.save(folder / f"{i:04d}.png")
+        dataset = open_split(Path(tmp), "train", resolution)
+        rates = []
+        for count in workers:
+            loader = make_loader(dataset, count, "cpu", batch_size=8)
+            began = time.perf_counter()
+            for _ in loader:
+                pass
+            rates.append((count, images / (time.perf_counter() - began)))
+    return rates
 
 
 def peak_rss_mb() -> float:
