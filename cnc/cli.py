@@ -8,11 +8,13 @@ Settings are never given a default here: a run's defaults live in cnc/settings.p
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cnc import warm
 from cnc.bench.cli import bench_app
 from cnc.console import Device, err, out, print_table, user_errors
 from cnc.errors import UsageError
@@ -362,4 +364,7 @@ def workflow_dvc(
 
 
 def main() -> None:
+    code = warm.delegate(sys.argv)  # a warm server (cnc.warm) runs it, if one is there
+    if code is not None:
+        sys.exit(code)
     app()

@@ -159,6 +159,9 @@ def cost_cells(params: dict[str, Any], spec: dict[str, Any]) -> list[Cell]:
     ]
 
 
+METRICS_SOURCE = "All numbers are percentages computed from the runs' saved metrics.json files."
+
+
 @dataclass(frozen=True)
 class Experiment:
     title: str
@@ -170,6 +173,8 @@ class Experiment:
     heatmaps: bool = False  # the workflow draws heat maps for its runs
     target: str = DEFAULT_TARGET  # the workflow target that builds it
     measured: bool = False  # timings: not the same bit for bit from one run to the next
+    source: str = METRICS_SOURCE  # where its numbers come from (the reports' preamble)
+    paper_numbers: bool = True  # its layout shows the paper's numbers beside ours
 
     @property
     def is_table(self) -> bool:
@@ -216,12 +221,15 @@ EXPERIMENTS: dict[str, Experiment] = {
         "cost",
         figures=("cost.png",),
         measured=True,
+        source="Costs from each run's cost.json; mTotal (%) from its metrics.json.",
+        paper_numbers=False,  # the paper reports no cost
     ),
     "tableS1": Experiment(
         "Table S1: sensitivity to choices the paper leaves open",
         choice_cells,
         "sensitivity",
         target="choices",  # opt-in: `snakemake --cores 1 choices`
+        paper_numbers=False,  # the paper has no such table
     ),
 }
 TARGETS = tuple(dict.fromkeys(e.target for e in EXPERIMENTS.values()))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cnc import precision
+from cnc import precision, warm
 from cnc.cost import measure, write_cost
 from cnc.devices import pick_device
 from cnc.infer import infer_run, load_run
@@ -27,12 +27,14 @@ class JobResult:
     state: dict[str, Any]  # the finished run's state (cnc.runs)
     device: str
     threads: int  # torch's intra-op CPU threads: CPU results depend on them bit for bit
+    warm: bool  # forked from the warm-start server (cnc.warm)
 
     def summary(self, run_dir: Path) -> str:
         last = self.state["history"][-1]
         return (
             f"{run_dir}: epoch {self.state['epoch']}, distill {last['distill']:.4g}; "
             f"on {self.device}, {self.threads} CPU thread(s)"
+            + (", warm start" if self.warm else "")
         )
 
 
@@ -57,7 +59,7 @@ def run_job(
                 arithmetic = precision.resolve(settings.train.precision, device)
                 history = trained.state["history"]
                 write_cost(run_dir, measure(network, history, inference, device, arithmetic))
-    return JobResult(trained.state, device, torch.get_num_threads())
+    return JobResult(trained.state, device, torch.get_num_threads(), warm.in_child())
 
 
 def infer_job(

@@ -95,6 +95,14 @@ def test_smoke_reports_say_they_are_not_comparable(smoke_reports):
     assert "% **Not comparable" in (root / "reports" / "table1.tex").read_text()
 
 
+def test_each_preamble_names_its_source_and_the_papers_numbers_only_where_shown(smoke_reports):
+    root, _ = smoke_reports
+    table1 = (root / "reports" / "table1.md").read_text()
+    assert "percentages" in table1 and "paper's numbers are shown for layout only" in table1
+    cost = (root / "reports" / "table5.md").read_text()  # timings and counts; no paper column
+    assert "cost.json" in cost and "percentages" not in cost and "layout only" not in cost
+
+
 def test_smoke_table1_shows_our_classes_and_the_papers_means_only(smoke_reports):
     root, _ = smoke_reports
     text = (root / "reports" / "table1.md").read_text()
@@ -337,6 +345,7 @@ def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):
     assert {p.name for p in written} == {"tableS1.md", "tableS1.tex", "tableS1.csv"}
     text = plain((root / "reports" / "tableS1.md").read_text())
     assert "## Table S1: sensitivity to choices the paper leaves open" in text
+    assert "Not comparable" in text and "layout only" not in text  # it has no paper numbers
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 7  # the header, the reference, six variants
     assert rows[1].startswith("| reference (main configuration) |")

@@ -86,3 +86,18 @@ def bench_decode(
     rows = [[count, f"{rate:.1f}", f"{rate / rates[0][1]:.1f}x"] for count, rate in rates]
     title = f"{images} PNGs of {size} px to {resolution} px, {os.cpu_count()} CPUs"
     print_table(title, ["workers", "images / s", "speed-up"], rows)
+
+
+@bench_app.command("cache")
+def bench_cache() -> None:
+    """Size of the feature cache of each dataset, backbone and resolution of the paper's
+    grid (params.yaml at the paper scale), stored in float32 and in 16-bit floats."""
+    from cnc.bench import train as bench
+
+    sizes = bench.cache_sizes()
+    dtypes = list(next(iter(sizes.values())))
+    rows = [
+        [*map(str, k), *(f"{size[d]:.1f}" for d in dtypes)] for k, size in sorted(sizes.items())
+    ]
+    columns = ["dataset", "backbone", "px", *(f"GB, {d}" for d in dtypes)]
+    print_table("feature cache of one run (training images x 3 taps)", columns, rows)

@@ -32,7 +32,9 @@ from cnc.data.prepare import synthetic
 from cnc.data.registry import MVTEC_COUNTS, VISA_COUNTS
 from cnc.data.synthetic import CLASSES, SyntheticSpec
 from cnc.devices import loader_workers
-from cnc.features import FeatureCache, FeatureSource, Reencode
+from cnc.features import DTYPES as CACHE_DTYPES
+from cnc.features import FeatureCache, FeatureSource, Reencode, cache_bytes
+from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build
 from cnc.params import load_params
 from cnc.settings import BackboneSettings, DataSettings, RunSettings, TrainSettings
@@ -173,16 +175,20 @@ def rows(timings: list[Timing], project: int) -> list[list[str]]:
     ]
 
 
+def paper_grid() -> list[RunSettings]:
+    """Every run's settings of params.yaml's grid at the paper scale (target `all`)."""
+    params = load_params()
+    params = {**params, "scale": "paper", "data": {**params["data"], "prepare": ["mvtec", "visa"]}}
+    return [grid.run_settings(params, p) for p in grid.grid_points(params, "all").values()]
+
+
 def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any]:
     """The paper grid's projected hours at the throughput of `timing` (see the module)."""
     measured = flops_per_image(timed)
     encoder_rate = images * measured["gflops_encoder"] / max(timing.setup_s, 1e-9)
     step_rate = images * measured["gflops_train_step"] / max(timing.epoch_s, 1e-9)
-    params = load_params()
-    params = {**params, "scale": "paper", "data": {**params["data"], "prepare": ["mvtec", "visa"]}}
     seconds, runs, flops = 0.0, 0, {}
-    for point in grid.grid_points(params, "all").values():
-        settings = grid.run_settings(params, point)
+    for settings in paper_grid():
         key = settings.to_json()
         if key not in flops:  # runs of other seeds share their settings' FLOPs
             flops[key] = flops_per_image(settings)
@@ -193,6 +199,20 @@ def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any
         seconds += test_images * (f["gflops_inference"] - f["gflops_encoder"]) / encoder_rate
         runs += 1
     return {"runs": runs, "hours": seconds / 3600, "variant": timing.name}
+
+
+def cache_sizes() -> dict[tuple[str, str, int], dict[str, float]]:
+    """GB of the feature cache per (dataset, backbone, resolution) of the paper grid, per
+    cache dtype (cnc.features.cache_bytes, the encoder built on the meta device)."""
+    sizes = {}
+    for settings in paper_grid():
+        b = settings.backbone
+        key = (settings.data.dataset, b.name, b.resolution)
+        if key not in sizes:
+            encoder = FrozenCLIP(b.name, "random", b.resolution, b.taps, device="meta")
+            images = IMAGES[settings.data.dataset][0]
+            sizes[key] = {d: cache_bytes(encoder, images, d) / 1e9 for d in CACHE_DTYPES}
+    return sizes
 
 
 def decode_rates(

@@ -43,7 +43,7 @@ def write_reports(
     built = [build(params, name, runs_dir) for name in experiments(target)]
     figures: list[Path] = []
     for b in built:
-        head = preamble(params, b.experiment.title, b.results)
+        head = preamble(params, b.experiment.title, b.results, b.experiment)
         if "md" in b.experiment.files:
             write_text(reports_dir / f"{b.name}.md", markdown(b.tables, head))
         if "tex" in b.experiment.files:

@@ -102,4 +102,5 @@ def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = Non
     if name not in tables():
         raise UsageError(f"--table {name!r}: choose one of {', '.join(tables())}")
     built = build(params, name, Path(runs_dir or grid.runs_dir(params["scale"])))
-    return markdown(built.tables, preamble(params, EXPERIMENTS[name].title, built.results))
+    experiment = EXPERIMENTS[name]
+    return markdown(built.tables, preamble(params, experiment.title, built.results, experiment))

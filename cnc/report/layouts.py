@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cnc.evaluation.metrics import METRICS
-from cnc.experiments import EXPERIMENTS, Cell, Experiment
+from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment
 from cnc.report import paper
 from cnc.report.render import Num, Table, mark, mark_columns, mark_rows, tidy
 from cnc.report.results import CellResult, Stat, cell_result, read_cost
@@ -62,7 +62,14 @@ def comparable(result: CellResult, role: str) -> bool:
     return result.dataset == role
 
 
-def preamble(params: dict[str, Any], title: str, results: list[CellResult]) -> list[str]:
+def preamble(
+    params: dict[str, Any],
+    title: str,
+    results: list[CellResult],
+    experiment: Experiment | None = None,
+) -> list[str]:
+    """Title, scale, data, seeds, the numbers' source and whether they compare with the
+    paper's, for one experiment's report (or the index of all, for None)."""
     datasets = sorted({r.dataset or "unknown" for r in results})
     seeds = max((r.seeds for r in results), default=1)
     lines = [
@@ -70,15 +77,19 @@ def preamble(params: dict[str, Any], title: str, results: list[CellResult]) -> l
         "",
         f"Scale: **{params['scale']}**; trained and evaluated on: {', '.join(datasets)}; "
         f"seeds: {seeds}" + (" (mean±SD over seeds)" if seeds > 1 else "") + ".",
-        "All numbers are percentages computed from the runs' saved metrics.json files.",
+        experiment.source if experiment else METRICS_SOURCE,
     ]
     if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
         lines += [
             "",
             "**Not comparable to the paper.** These numbers come from the smoke scale "
             "(synthetic data, tiny randomly initialised backbones, a few epochs). They "
-            "check that the pipeline runs end to end; they say nothing about CNC. The "
-            "paper's numbers are shown for layout only.",
+            "check that the pipeline runs end to end; they say nothing about CNC."
+            + (
+                " The paper's numbers are shown for layout only."
+                if experiment is None or experiment.paper_numbers
+                else ""
+            ),
         ]
     return lines
 

@@ -1,8 +1,9 @@
 import json
 import os
 import re
+from pathlib import Path
 
-from cnc import experiments, grid
+from cnc import experiments, grid, warm
 from cnc.data.prepare import dataset_settings
 from cnc.params import validate_params
 
@@ -51,3 +52,17 @@ def target_results(target):
 def output_key(path):
     stem, kind = os.path.splitext(os.path.basename(path))
     return stem if kind in (".md", ".png") else f"{stem}_{kind[1:]}"
+
+
+# A warm start for the scale's many short jobs (params.yaml scales.*.warm_start).
+onstart:
+    if grid.scale_settings(config).get("warm_start", False):
+        os.environ[warm.ENV] = warm.start(os.getpid(), Path(f"logs/{SCALE}/warm.log")) or ""
+
+
+onsuccess:
+    warm.stop(os.environ.pop(warm.ENV, None))
+
+
+onerror:
+    warm.stop(os.environ.pop(warm.ENV, None))
