@@ -16,10 +16,18 @@ import typer
 
 from cnc import warm
 from cnc.bench.cli import bench_app
-from cnc.console import Device, err, out, print_table, user_errors
+from cnc.console import (
+    DEFAULT_PARAMS,
+    PARAMS_HELP,
+    Device,
+    Params,
+    err,
+    out,
+    print_table,
+    user_errors,
+)
 from cnc.errors import UsageError
 from cnc.experiments import DEFAULT_TARGET
-from cnc.params import DEFAULT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
@@ -28,9 +36,6 @@ app.add_typer(bench_app, name="bench")
 workflow_app = typer.Typer(no_args_is_help=True, help="The experiment grid and dvc.yaml.")
 app.add_typer(workflow_app, name="workflow")
 
-DEFAULT_PARAMS = str(DEFAULT)
-PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
-Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
 Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
 Overrides = Annotated[
     list[str] | None,

@@ -11,10 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from cnc.errors import UserError
+from cnc.params import DEFAULT
 
 out = Console()
 err = Console(stderr=True)
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
+DEFAULT_PARAMS = str(DEFAULT)
+PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
+Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
 
 
 @contextmanager

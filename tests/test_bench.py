@@ -10,12 +10,13 @@ from typer.testing import CliRunner
 
 from cnc.bench import train as bench
 from cnc.cli import app
+from cnc.params import load_params
 
 runner = CliRunner()
 
 
 def test_cache_sizes_of_the_paper_grid():
-    sizes = bench.cache_sizes()
+    sizes = bench.cache_sizes(load_params())
     assert len(sizes) == 4 * 4 + 1  # Fig. 4's backbones x resolutions on MVTec AD, VisA
     expected = {  # GB in float32: 3629 (VisA 8659) images x 3 taps x tokens x width x 4 B
         ("mvtec", "ViT-L-14-336", 224): 11.5,
@@ -41,6 +42,12 @@ def test_bench_train_times_each_variant_and_projects_the_paper_grid():
         assert all(word in text for word in variant.split()), variant
     projection = re.search(r"the paper's grid \(43 runs\) .*: ([\d.]+) h on cpu", text)
     assert projection and float(projection.group(1)) > 0, text
+
+
+def test_bench_train_names_missing_params_before_timing_anything(tmp_path):
+    missing = tmp_path / "params.yaml"
+    shown = runner.invoke(app, ["bench", "train", "--params", str(missing)])
+    assert shown.exit_code == 1 and "params.yaml: not found" in shown.output
 
 
 def test_bench_decode_gives_a_rate_per_worker_count():

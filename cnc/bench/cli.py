@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnc.console import Device, out, print_table, user_errors
+from cnc.console import DEFAULT_PARAMS, Device, Params, out, print_table, user_errors
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
 
@@ -44,19 +44,23 @@ def bench_train(
     ] = False,
     data_root: Annotated[Path | None, typer.Option(help="Time on this dataset instead.")] = None,
     project: Annotated[int, typer.Option(help="Epochs to project one run's time to.")] = 250,
+    params: Params = DEFAULT_PARAMS,
 ) -> None:
     """Seconds per epoch per precision and per place of the feature cache, one run, and
     the projected hours of the paper's whole grid on this device."""
     from cnc.bench import train as bench
     from cnc.devices import pick_device
+    from cnc.params import load_params
 
+    with user_errors():  # the grid to project to, read before anything is timed
+        grid_params = load_params(params)
     if paper:
         backbone, resolution, images = "ViT-L-14-336", 224, bench.MVTEC_TRAIN_IMAGES
     device = pick_device(device)
     with user_errors():
         timings, n, timed = bench.run(backbone, resolution, images, epochs, device, data_root)
         chosen = bench.projection_variant(timings, device)
-        whole = bench.grid_hours(chosen, timed, n)
+        whole = bench.grid_hours(chosen, timed, n, grid_params)
     columns = ["variant", "setup s", "s / epoch", f"{project} epochs", "speed-up", "peak GPU MB"]
     title = f"{backbone} at {resolution} px, {n} training images, {device}"
     print_table(title, columns, bench.rows(timings, project))
@@ -89,12 +93,14 @@ def bench_decode(
 
 
 @bench_app.command("cache")
-def bench_cache() -> None:
+def bench_cache(params: Params = DEFAULT_PARAMS) -> None:
     """Size of the feature cache of each dataset, backbone and resolution of the paper's
     grid (params.yaml at the paper scale), stored in float32 and in 16-bit floats."""
     from cnc.bench import train as bench
+    from cnc.params import load_params
 
-    sizes = bench.cache_sizes()
+    with user_errors():
+        sizes = bench.cache_sizes(load_params(params))
     dtypes = list(next(iter(sizes.values())))
     rows = [
         [*map(str, k), *(f"{size[d]:.1f}" for d in dtypes)] for k, size in sorted(sizes.items())

@@ -36,7 +36,6 @@ from cnc.features import DTYPES as CACHE_DTYPES
 from cnc.features import FeatureCache, FeatureSource, Reencode, cache_bytes
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build
-from cnc.params import load_params
 from cnc.settings import BackboneSettings, DataSettings, RunSettings, TrainSettings
 from cnc.train import run_epoch
 
@@ -175,20 +174,21 @@ def rows(timings: list[Timing], project: int) -> list[list[str]]:
     ]
 
 
-def paper_grid() -> list[RunSettings]:
-    """Every run's settings of params.yaml's grid at the paper scale (target `all`)."""
-    params = load_params()
+def paper_grid(params: dict[str, Any]) -> list[RunSettings]:
+    """Every run's settings of the params' grid at the paper scale (target `all`)."""
     params = {**params, "scale": "paper", "data": {**params["data"], "prepare": ["mvtec", "visa"]}}
     return [grid.run_settings(params, p) for p in grid.grid_points(params, "all").values()]
 
 
-def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any]:
+def grid_hours(
+    timing: Timing, timed: RunSettings, images: int, params: dict[str, Any]
+) -> dict[str, Any]:
     """The paper grid's projected hours at the throughput of `timing` (see the module)."""
     measured = flops_per_image(timed)
     encoder_rate = images * measured["gflops_encoder"] / max(timing.setup_s, 1e-9)
     step_rate = images * measured["gflops_train_step"] / max(timing.epoch_s, 1e-9)
     seconds, runs, flops = 0.0, 0, {}
-    for settings in paper_grid():
+    for settings in paper_grid(params):
         key = settings.to_json()
         if key not in flops:  # runs of other seeds share their settings' FLOPs
             flops[key] = flops_per_image(settings)
@@ -201,11 +201,11 @@ def grid_hours(timing: Timing, timed: RunSettings, images: int) -> dict[str, Any
     return {"runs": runs, "hours": seconds / 3600, "variant": timing.name}
 
 
-def cache_sizes() -> dict[tuple[str, str, int], dict[str, float]]:
+def cache_sizes(params: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, float]]:
     """GB of the feature cache per (dataset, backbone, resolution) of the paper grid, per
     cache dtype (cnc.features.cache_bytes, the encoder built on the meta device)."""
     sizes = {}
-    for settings in paper_grid():
+    for settings in paper_grid(params):
         b = settings.backbone
         key = (settings.data.dataset, b.name, b.resolution)
         if key not in sizes:
