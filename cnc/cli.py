@@ -22,6 +22,8 @@ from cnc.console import (
     Device,
     Params,
     err,
+    metric_rows,
+    mtotal_text,
     out,
     print_table,
     user_errors,
@@ -246,6 +248,10 @@ def evaluate(
         str | None, typer.Option(help="An `evaluate` section: a file or inline JSON.")
     ] = None,
     overrides: Overrides = None,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(help="Bootstrap replicates per class for the intervals; 0 = none."),
+    ] = None,
     heatmaps: Annotated[bool, typer.Option(help="Also draw per-class heat maps.")] = True,
     heatmaps_for: Annotated[
         list[str] | None,
@@ -253,23 +259,22 @@ def evaluate(
     ] = None,
 ) -> None:
     """Five metrics per class, class means and mTotal from runs' saved maps (smoothed
-    with `evaluate.sigma`; --set evaluate.sigma=2 overrides)."""
+    with `evaluate.sigma`; --set evaluate.sigma=2 overrides), their 95 % bootstrap
+    intervals (`evaluate.bootstrap` replicates; --bootstrap overrides) and the metrics
+    per defect type."""
     from cnc.evaluation.evaluate import evaluate_run
     from cnc.evaluation.metrics import METRICS
     from cnc.grid import evaluate_job_settings
 
+    given = [*(overrides or []), *([f"evaluate.bootstrap={bootstrap}"] * (bootstrap is not None))]
     with user_errors():
-        config = evaluate_job_settings(params, settings, overrides)
+        config = evaluate_job_settings(params, settings, given)
     for run_dir in run_dirs:
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
         with user_errors():
             result = evaluate_run(run_dir, config, heatmaps=draw)
-        rows = [
-            [cls, *(f"{values[k]:.1f}" for k in METRICS)]
-            for cls, values in [*result["classes"].items(), ("mean", result["mean"])]
-        ]
-        print_table(f"{result['run']} (percent)", ["class", *METRICS], rows)
-        out.print(f"mTotal {result['mtotal']:.1f}; written to {run_dir}")
+        print_table(f"{result['run']} (percent)", ["class", *METRICS], metric_rows(result))
+        out.print(f"mTotal {mtotal_text(result)}; written to {run_dir}")
 
 
 # ----------------------------------------------------------------------------- reports
@@ -310,17 +315,21 @@ def compare(
     table: Annotated[
         str | None, typer.Option(help="A whole table of the grid against the paper, e.g. table2.")
     ] = None,
+    by_defect: Annotated[
+        bool, typer.Option("--by-defect", help="Runs per class and defect type.")
+    ] = False,
     params: Params = DEFAULT_PARAMS,
     scale: Scale = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the Markdown.")] = None,
 ) -> None:
-    """Markdown of per-class and mean differences between runs, between a run and the
-    paper, or between a table of the grid and the paper."""
+    """Markdown of per-class and mean differences between runs (with paired bootstrap
+    intervals and p-values), per defect type, between a run and the paper, or between a
+    table of the grid and the paper."""
     from cnc.io import write_text
     from cnc.report.compare import compare as compare_text
 
     with user_errors():
-        text = compare_text(runs or [], paper, table, params, scale)
+        text = compare_text(runs or [], paper, table, params, scale, by_defect)
         if out_file is not None:
             write_text(out_file, text)
     print(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,3 +38,22 @@ def print_table(title: str, columns: list[str], rows: list[list], left=(0,)) -> 
     for row in rows:
         table.add_row(*map(str, row))
     out.print(table)
+
+
+def _with_interval(value: float, pair: list[float] | None) -> str:
+    return f"{value:.1f}" + ("" if pair is None else f" ±{(pair[1] - pair[0]) / 2:.1f}")
+
+
+def metric_rows(result: dict[str, Any]) -> list[list[str]]:
+    """A metrics.json's classes and means, one row each: every metric, with ± half its
+    95 % interval where the run was bootstrapped."""
+    intervals = result.get("intervals") or {}
+    rows = []
+    for cls, values in [*result["classes"].items(), ("mean", result["mean"])]:
+        pairs = intervals.get("mean") if cls == "mean" else intervals.get("classes", {}).get(cls)
+        rows.append([cls, *(_with_interval(v, (pairs or {}).get(m)) for m, v in values.items())])
+    return rows
+
+
+def mtotal_text(result: dict[str, Any]) -> str:
+    return _with_interval(result["mtotal"], (result.get("intervals") or {}).get("mtotal"))

@@ -30,7 +30,7 @@ from cnc.grid import (
     runs_dir,
 )
 from cnc.io import write_text
-from cnc.runs import COST, METRICS_CSV, METRICS_JSON, TRAIN_LOG
+from cnc.runs import BOOTSTRAP, COST, METRICS_CSV, METRICS_JSON, REPORTED, TRAIN_LOG
 
 SCALE = "${scale}"
 RUN = f"{runs_dir(SCALE)}/${{key}}"
@@ -71,7 +71,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                 "cmd": f"cnc evaluate {RUN} --params params.yaml --${{item.heatmaps}}",
                 "deps": [f"{RUN}/maps", *code.EVALUATE],
                 "params": ["scale", "scales", "evaluate"],
-                "outs": [_uncached(f"{RUN}/{METRICS_CSV}")],
+                "outs": [_uncached(f"{RUN}/{METRICS_CSV}"), _uncached(f"{RUN}/{BOOTSTRAP}")],
                 "metrics": [_uncached(f"{RUN}/{METRICS_JSON}")],
             },
         },
@@ -85,10 +85,7 @@ def _report(params: dict[str, Any], target: str, where: dict[str, str]) -> dict[
     stage: dict[str, Any] = {
         **where,
         "cmd": f"cnc report --params params.yaml --target {target}",
-        "deps": [
-            f"{runs_dir(SCALE)}/{n}/{f}" for f in (METRICS_JSON, COST, TRAIN_LOG) for n in names
-        ]
-        + list(code.REPORT),
+        "deps": [f"{runs_dir(SCALE)}/{n}/{f}" for f in REPORTED for n in names] + list(code.REPORT),
         "params": ["scale", "seeds", "main", "experiments"],
         "outs": [_uncached(f"{reports}/{f}") for f in report_files(target) if f not in listed]
         + [_uncached(f"{figures}/{f}") for f in figure_files(params, target)],

@@ -79,11 +79,14 @@ def infer_run(
     for batch in tqdm(loader, "inference", disable=not progress):
         maps = score_batch(run, batch["image"], infer)
         for i, cls in enumerate(batch["cls"]):
-            entry = collected.setdefault(cls, {"maps": [], "masks": [], "labels": [], "paths": []})
+            entry = collected.setdefault(
+                cls, {"maps": [], "masks": [], "labels": [], "paths": [], "defects": []}
+            )
             entry["maps"].append(maps[i])
             entry["masks"].append(batch["mask"][i].numpy())
             entry["labels"].append(int(batch["label"][i]))
             entry["paths"].append(batch["path"][i])
+            entry["defects"].append(batch["defect"][i])
     seconds = time.perf_counter() - began  # the maps, before the disk
     with atomic_dir(run_dir / MAPS_DIR, replace=True) as tmp:
         for cls, entry in collected.items():
@@ -96,6 +99,7 @@ def infer_run(
                     masks=np.stack(entry["masks"]),
                     labels=np.array(entry["labels"]),
                     paths=np.array(entry["paths"]),
+                    defects=np.array(entry["defects"]),
                 ),
             )
         write_protocol(tmp, {**infer.protocol(), "classes": sorted(collected)})

@@ -9,6 +9,7 @@ the reports, which need the names alone, load fast.
     <run>/maps/                test maps per class and protocol.json (cnc.evaluation.maps)
     <run>/cost.json            what the run cost to train and infer (cnc.cost)
     <run>/metrics.json, .csv   the five metrics per class (cnc.evaluation.evaluate)
+    <run>/bootstrap.npz        their bootstrap replicates (cnc.evaluation.replicates)
     <run>/heatmaps/<class>.png
     <run>/calibration.json     score statistics of the training images (cnc predict)
 """
@@ -37,8 +38,10 @@ PROTOCOL = "protocol.json"  # inside maps/
 COST = "cost.json"  # parameters, FLOPs, time, memory and device of the run (Table 5)
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
+BOOTSTRAP = "bootstrap.npz"
 HEATMAPS_DIR = "heatmaps"
 CALIBRATION = "calibration.json"
+REPORTED = (METRICS_JSON, BOOTSTRAP, COST, TRAIN_LOG)  # what the reports read of a run
 FEATURE_CACHE_PREFIX = ".feature-cache-"  # memory-mapped features while training runs
 LOCK = ".lock"  # held by the process that trains or infers the run
 CHECKPOINT_FORMAT = 2  # 2: settings in RunSettings form

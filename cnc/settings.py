@@ -34,6 +34,7 @@ TAP_SCHEMES = {"thirds": (1 / 3, 2 / 3, 1.0), "quarters": (1 / 4, 2 / 4, 3 / 4)}
 PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training length per dataset
 MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
+BOOTSTRAP_RULE = "per class, normal and anomalous test images separately, with replacement"
 
 
 class BackboneError(UserError):
@@ -212,9 +213,23 @@ class EvaluateSettings(_Section):
     # Gaussian smoothing in map pixels (not in the paper; the field's common addition,
     # sigma 4 at 256 px); 0 = none. docs/REPRODUCTION.md says why it is not rescaled.
     sigma: float = 4.0
+    # Bootstrap replicates per class for the 95 % intervals (cnc.evaluation.bootstrap);
+    # 0 = none. Their draws depend on the seed and the class alone, so runs evaluated on
+    # the same test images share them (paired differences).
+    bootstrap: int = 1000
+    bootstrap_seed: int = 0
 
     def protocol(self) -> dict[str, Any]:
-        return {"smoothing_sigma": self.sigma, "image_score": IMAGE_SCORE_RULE}
+        return {
+            "smoothing_sigma": self.sigma,
+            "image_score": IMAGE_SCORE_RULE,
+            "bootstrap": {
+                "replicates": self.bootstrap,
+                "seed": self.bootstrap_seed,
+                "resampling": BOOTSTRAP_RULE,
+                "interval": "95 % percentile",
+            },
+        }
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -39,7 +39,7 @@ def class_maps(seed: int, tmp_path, n_good=3, n_bad=4, size=16) -> ClassMaps:
         paths.append(
             str(write_png(tmp_path / "img" / f"{seed}_{i}.png", np.zeros((20, 20, 3), np.uint8)))
         )
-    return ClassMaps(maps, masks, labels, np.array(paths))
+    return ClassMaps(maps, masks, labels, np.array(paths), np.where(labels == 1, "bad", "good"))
 
 
 @pytest.fixture

@@ -16,13 +16,16 @@ from cnc import experiments, grid
 from cnc.cli import app
 from cnc.code import ROOT as PROJECT
 from cnc.data.registry import MVTEC_COUNTS
+from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
+from cnc.evaluation.replicates import Replicates, save
 from cnc.io import write_json
 from cnc.report import paper
 from cnc.report.build import write_reports
 from cnc.report.layouts import COST_COLUMNS
 from cnc.report.render import Num, mark
 from cnc.report.results import ResultsError
+from cnc.runs import BOOTSTRAP
 
 runner = CliRunner()
 PARAMS = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -53,14 +56,32 @@ def fake_run(
             "classes": per_class,
             "mean": mean,
             "mtotal": float(np.mean(list(mean.values()))),
+            "defects": {
+                c: {
+                    d: {"images": 3, **{m: value(name, f"{c}/{d}", m) for m in DEFECT_METRICS}}
+                    for d in ("hole", "scratch")
+                }
+                for c in classes
+            },
         },
     )
     write_json(folder / "config.json", {"data": {"dataset": dataset, "root": "data"}})
+    fake_replicates(folder, name, per_class)
     cost = {k: 1.0 + zlib.crc32(f"{name}/{k}".encode()) % 100 for k in COST_COLUMNS}
     write_json(folder / "cost.json", {**cost, "device": "CPU: test", "precision": "fp32"})
     pd.DataFrame({"epoch": [1, 2], "distill": [1.0, 0.5], "total": [3.0, 2.0]}).to_csv(
         folder / "train_log.csv", index=False
     )
+
+
+def fake_replicates(folder, name: str, per_class: dict, count: int = 200) -> None:
+    """bootstrap.npz: each value plus a resampling noise that every run shares (the same
+    resamples) and a small one of its own."""
+    shared = np.random.default_rng(0).normal(0.0, 1.0, (len(per_class), count, len(METRICS)))
+    own = np.random.default_rng(zlib.crc32(name.encode())).normal(0.0, 0.1, shared.shape)
+    points = np.array([[v[m] for m in METRICS] for v in per_class.values()])[:, None, :]
+    images = tuple(f"digest-{c}" for c in per_class)
+    save(folder / BOOTSTRAP, Replicates(tuple(per_class), points + shared + own, images, 0))
 
 
 def fake_grid(runs_dir, params, dataset, classes, seeds_shift=None):
@@ -151,8 +172,10 @@ def test_seeds_give_mean_and_sd(tmp_path):
     b = value(MAIN.replace("-s0", "-s1"), "wood", "i_auroc") + 2.0
     assert i_auroc["value"].item() == pytest.approx((a + b) / 2)
     assert i_auroc["std"].item() == pytest.approx(abs(a - b) / np.sqrt(2))
-    assert "±" in (tmp_path / "reports" / "table1.md").read_text()
-    assert "mean±SD over seeds" in (tmp_path / "reports" / "table1.md").read_text()
+    text = (tmp_path / "reports" / "table1.md").read_text()
+    assert f"{i_auroc['value'].item():.1f} ±" in text and "(SD " in text
+    assert "SD: the standard deviation over seeds" in text
+    assert "interval of the seed-averaged number" in text
 
 
 def test_table2_has_the_ablation_switches_and_the_papers_rows(smoke_reports):

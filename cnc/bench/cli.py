@@ -31,6 +31,38 @@ def bench_metrics(
     out.print(f"largest absolute difference: {bench.max_difference(ours, reference):.2e}")
 
 
+@bench_app.command("bootstrap")
+def bench_bootstrap(
+    seed: int = 0,
+    size: Annotated[int, typer.Option(help="Map side in pixels.")] = 256,
+    scale: Annotated[float, typer.Option(help="Fraction of MVTec AD's test counts.")] = 1.0,
+    replicates: Annotated[int, typer.Option(help="Bootstrap replicates (B).")] = 1000,
+    naive: Annotated[int, typer.Option(help="Replicates per class to time the naive way.")] = 2,
+) -> None:
+    """Seconds and memory of B bootstrap replicates of all five metrics (every class, the
+    means, mTotal) vs the naive way: each replicate's duplicated test set evaluated."""
+    from cnc.bench import bootstrap as bench
+
+    r = bench.run(seed, size, scale, replicates, naive)
+    rows = [
+        ["cnc.evaluation.bootstrap", f"{r.seconds:.1f}", f"{r.peak_mb:.0f}", "1.0x"],
+        [
+            f"naive (timed on {r.naive_timed} per class)",
+            f"{r.naive_seconds:.0f}",
+            "-",
+            f"{r.naive_seconds / r.seconds:.0f}x slower",
+        ],
+    ]
+    title = f"B={r.replicates}, 15 MVTec-shaped classes, {size}x{size} maps"
+    print_table(title, ["implementation", "seconds", "peak MB", "ratio"], rows)
+    worst = ", ".join(f"{m} {v:.1e}" for m, v in r.max_difference.items())
+    out.print(f"largest difference to the naive replicates (points): {worst}")
+    low, high = r.mtotal_interval
+    out.print(
+        f"mTotal 95 % interval [{low:.2f}, {high:.2f}]; process peak {r.process_peak_mb:.0f} MB"
+    )
+
+
 @bench_app.command("train")
 def bench_train(
     backbone: str = "cnc-tiny-ViT-B-16",

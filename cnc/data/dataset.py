@@ -40,7 +40,8 @@ def load_mask(path: Path | None, size: int) -> np.ndarray:
 
 
 class AnomalyDataset(Dataset):
-    """Items: image (3, R, R) normalised, mask (M, M) bool, label, class name, path."""
+    """Items: image (3, R, R) normalised, mask (M, M) bool, label, class name, defect
+    type, path."""
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class AnomalyDataset(Dataset):
             "mask": torch.from_numpy(load_mask(sample.mask, self.mask_size)),
             "label": sample.label,
             "cls": sample.cls,
+            "defect": sample.defect,
             "path": str(sample.image),
         }
 

@@ -6,6 +6,7 @@ One compressed `<cls>.npz` per class in a run's maps folder (cnc.runs.MAPS_DIR),
   masks         bool    (N, H, W)  ground truth resized with the stated mask rule
   labels        int8    (N,)       1 = anomalous
   paths         str     (N,)       source images, for heat maps
+  defects       str     (N,)       each image's defect type: its test folder ("good": normal)
 and `protocol.json` beside them: map size and mask rule. Smoothing happens at
 evaluation, so a new sigma re-scores the saved maps without inference.
 """
@@ -34,6 +35,17 @@ class ClassMaps:
     masks: np.ndarray
     labels: np.ndarray
     paths: np.ndarray
+    defects: np.ndarray
+
+    def image_ids(self) -> list[str]:
+        """Each image as `<class>/<split>/<defect>/<file>`: the same in every copy of the
+        dataset, whatever its root (the identity paired comparisons check)."""
+        return ["/".join(Path(p).parts[-4:]) for p in self.paths]
+
+
+def defect_type(path: str) -> str:
+    """The defect type of a test image of the MVTec layout: its folder's name."""
+    return Path(path).parent.name
 
 
 def smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -53,6 +65,7 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
         "maps": data.maps.shape[0],
         "masks": data.masks.shape[0],
         "paths": len(data.paths),
+        "defects": len(data.defects),
     }
     if any(v != n for v in shapes.values()) or data.maps.shape != data.masks.shape:
         raise ValueError(f"{cls}: inconsistent array lengths {shapes} for {n} labels")
@@ -64,6 +77,7 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
             masks=data.masks.astype(bool),
             labels=data.labels.astype(np.int8),
             paths=np.asarray(data.paths, dtype=str),
+            defects=np.asarray(data.defects, dtype=str),
         )
     return path
 
@@ -71,11 +85,15 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
 def read_class_maps(path: Path) -> ClassMaps:
     try:
         with np.load(path, allow_pickle=False) as z:
+            paths = z["paths"]
+            # Maps written before defect types were recorded: from the folder names.
+            defects = z["defects"] if "defects" in z else np.array(list(map(defect_type, paths)))
             return ClassMaps(
                 maps=z["maps"].astype(np.float32),
                 masks=z["masks"].astype(bool),
                 labels=z["labels"].astype(np.int64),
-                paths=z["paths"],
+                paths=paths,
+                defects=defects,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise MapsError(f"{path}: not a readable maps file ({exc}); run inference again") from None

@@ -39,16 +39,17 @@ class MetricError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Curves:
-    """Cumulative counts at each distinct threshold, from the highest score down."""
+    """Cumulative counts at each distinct threshold, from the highest score down, along
+    the last axis (a leading axis holds bootstrap replicates, cnc.evaluation.bootstrap)."""
 
     tps: np.ndarray  # positives (defect pixels, anomalous images) with score >= t
     fps: np.ndarray  # negatives with score >= t
-    positives: int
-    negatives: int
+    positives: int | np.ndarray  # an array (..., 1) when it differs between replicates
+    negatives: int | np.ndarray
     pro: np.ndarray | None = None  # pixels: mean over regions of the covered fraction at t
 
 
-def _validate(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> None:
+def validate_class(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> None:
     if maps.ndim != 3:
         raise MetricError(f"maps: expected shape (N, H, W), got {maps.shape}")
     if masks.shape != maps.shape:
@@ -120,18 +121,22 @@ def pixel_curves(maps: np.ndarray, masks: np.ndarray) -> Curves:
     return Curves(tps, fps, positives, region.size - positives, pro)
 
 
-def auroc_from_curves(c: Curves) -> float:
+def _from_zero(values: np.ndarray) -> np.ndarray:
+    return np.concatenate((np.zeros((*values.shape[:-1], 1)), values), axis=-1)
+
+
+def auroc_from_curves(c: Curves) -> float | np.ndarray:
     """Area under the ROC curve (trapezoid over the distinct thresholds)."""
-    tpr = np.concatenate(([0.0], c.tps / c.positives))
-    fpr = np.concatenate(([0.0], c.fps / c.negatives))
-    return float(np.trapezoid(tpr, fpr))
+    return np.trapezoid(_from_zero(c.tps / c.positives), _from_zero(c.fps / c.negatives), axis=-1)
 
 
-def ap_from_curves(c: Curves) -> float:
-    """Average precision, step-wise: sum of (R_n - R_{n-1}) * P_n, as scikit-learn."""
-    precision = c.tps / (c.tps + c.fps)
+def ap_from_curves(c: Curves) -> float | np.ndarray:
+    """Average precision, step-wise: sum of (R_n - R_{n-1}) * P_n, as scikit-learn. A
+    threshold no weighted item reaches (tps + fps = 0) adds no recall and counts 0."""
+    predicted = c.tps + c.fps
+    precision = np.divide(c.tps, predicted, out=np.zeros(predicted.shape), where=predicted > 0)
     recall = c.tps / c.positives
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return np.sum(np.diff(recall, prepend=0.0, axis=-1) * precision, axis=-1)
 
 
 def aupro_from_curves(c: Curves, limit: float = PRO_FPR_LIMIT) -> float:
@@ -163,16 +168,16 @@ def class_metrics(
     labels = np.asarray(labels).astype(np.int64)
     if not np.issubdtype(maps.dtype, np.floating):
         raise MetricError(f"maps: expected floating-point values, got {maps.dtype}")
-    _validate(maps, masks, labels)
+    validate_class(maps, masks, labels)
     maps = maps.astype(np.float32, copy=False)
     scores = image_scores_from_maps(maps) if image_scores is None else np.asarray(image_scores)
     if scores.shape != labels.shape or not np.isfinite(scores).all():
         raise MetricError(f"image_scores: expected {labels.shape} finite values")
     images, pixels = image_curves(scores, labels), pixel_curves(maps, masks)
     return {
-        "i_auroc": auroc_from_curves(images),
-        "p_auroc": auroc_from_curves(pixels),
+        "i_auroc": float(auroc_from_curves(images)),
+        "p_auroc": float(auroc_from_curves(pixels)),
         "aupro": aupro_from_curves(pixels),
-        "i_ap": ap_from_curves(images),
-        "p_ap": ap_from_curves(pixels),
+        "i_ap": float(ap_from_curves(images)),
+        "p_ap": float(ap_from_curves(pixels)),
     }

@@ -8,13 +8,21 @@ from typing import Any
 
 from cnc import grid
 from cnc.errors import UsageError
+from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, tables
 from cnc.params import DEFAULT, load_params
 from cnc.report import paper
-from cnc.report.layouts import METRIC_LABELS, build, difference, nums, preamble
-from cnc.report.render import Num, Table, markdown
-from cnc.report.results import CellResult, cell_result
+from cnc.report.layouts import (
+    METRIC_LABELS,
+    build,
+    difference,
+    nums,
+    preamble,
+    uncertainty,
+)
+from cnc.report.render import DIFFERS, Num, Table, difference_text, markdown
+from cnc.report.results import CellResult, cell_result, defect_results
 
 PAPER_DATASET = {"table1": "mvtec", "table3": "visa"}
 
@@ -28,7 +36,8 @@ def _pick(result: CellResult, row: str) -> list[Num]:
 
 
 def compare_runs(run_dirs: list[Path]) -> str:
-    """The first run is the reference; each other run gets its values and differences."""
+    """The first run is the reference; each other run gets its values and differences,
+    and, where both were bootstrapped, the paired differences with their intervals."""
     if len(run_dirs) < 2:
         raise UsageError("give at least two runs to compare (or one run and --paper)")
     results = [cell_result(d.parent, (d.name,)) for d in run_dirs]
@@ -44,7 +53,66 @@ def compare_runs(run_dirs: list[Path]) -> str:
             cells += [_pick(r, cls), difference(_pick(r, cls), _pick(ref, cls))]
         rows.append((cls, cells))
     note = "Cells: " + "/".join(METRIC_LABELS[m] for m in METRICS) + " (percent)."
-    return markdown([Table("compare", "", header, rows, [note])], ["## Run comparison"])
+    tables = [Table("compare", "", header, rows, [note])]
+    for d, r in zip(run_dirs[1:], results[1:], strict=True):
+        tables.append(paired_table(r, ref, d.name, run_dirs[0].name))
+    head = ["## Run comparison"]
+    replicates = [r.replicates.count for r in results if r.replicates is not None]
+    if replicates:
+        head += ["", uncertainty(1, max(replicates))]
+    return markdown(tables, head)
+
+
+def paired_table(result: CellResult, ref: CellResult, name: str, ref_name: str) -> Table:
+    """Per class, the class means and mTotal: `name` minus `ref_name`, its 95 % paired
+    bootstrap interval and p (one table; its note says when there are no replicates)."""
+    title = f"paired differences: {name} - {ref_name}"
+    header = ["class", *(METRIC_LABELS[m] for m in METRICS)]
+    if result.replicates is None or ref.replicates is None:
+        note = "No bootstrap replicates: evaluate both runs with evaluate.bootstrap > 0."
+        return Table("paired", title, header, [], [note])
+    result.comparable(ref)
+    rows: list[tuple[str, list]] = []
+    for cls in ref.classes:
+        stats, refs = result.classes[cls], ref.classes[cls]
+        rows.append((cls, [difference_text(stats[m].versus(refs[m])) for m in METRICS]))
+    rows.append(("Mean", [difference_text(result.mean[m].versus(ref.mean[m])) for m in METRICS]))
+    rows.append(
+        ("mTotal", [difference_text(result.mtotal.versus(ref.mtotal)), *["" for _ in METRICS[1:]]])
+    )
+    note = (
+        "Each cell: the difference [its 95 % paired bootstrap interval] and the two-sided "
+        "bootstrap p-value; both runs scored on the same resampled test images. "
+        f"{DIFFERS['md']}: the interval excludes 0."
+    )
+    return Table("paired", title, header, rows, [note])
+
+
+def compare_by_defect(run_dirs: list[Path]) -> str:
+    """Per class and defect type: each run's metrics, and each other run's difference to
+    the first."""
+    if len(run_dirs) < 1:
+        raise UsageError("give at least one run")
+    per_run = [defect_results(d.parent, (d.name,)) for d in run_dirs]
+    header = ["class / defect type", "images", run_dirs[0].name]
+    for d in run_dirs[1:]:
+        header += [d.name, f"difference ({d.name} - {run_dirs[0].name})"]
+    rows = []
+    for cls, types in per_run[0].items():
+        for defect, values in types.items():
+            ref = nums(values, DEFECT_METRICS)
+            cells: list = [str(values["images"]), ref]
+            for other in per_run[1:]:
+                theirs = other.get(cls, {}).get(defect)
+                ours = nums(theirs, DEFECT_METRICS)
+                cells += [ours, difference(ours, ref)]
+            rows.append((f"{cls} / {defect}", cells))
+    note = (
+        "Cells: "
+        + "/".join(METRIC_LABELS[m] for m in DEFECT_METRICS)
+        + (" (percent): each defect type against the class's normal test images.")
+    )
+    return markdown([Table("defects", "", header, rows, [note])], ["## Per defect type"])
 
 
 def compare_with_paper(run_dir: Path, table: str) -> str:
@@ -83,10 +151,13 @@ def compare(
     table: str | None = None,
     params: str | Path = DEFAULT,
     scale: str | None = None,
+    by_defect: bool = False,
 ) -> str:
     """`cnc compare`: a table of the grid against the paper (`table`; `runs` may name
-    the runs folder), one run against the paper (`paper_table`), or runs against the
-    first of them."""
+    the runs folder), one run against the paper (`paper_table`), runs per defect type
+    (`by_defect`), or runs against the first of them."""
+    if by_defect:
+        return compare_by_defect(runs)
     if table is not None:
         return compare_table(load_params(params, scale), table, runs[0] if runs else None)
     if paper_table is not None:

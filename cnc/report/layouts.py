@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment
+from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
 from cnc.report import paper
-from cnc.report.render import Num, Table, mark, mark_columns, mark_rows, tidy
-from cnc.report.results import CellResult, Stat, cell_result, read_cost
+from cnc.report.render import DIFFERS, Num, Table, mark, mark_columns, mark_rows, tidy
+from cnc.report.results import CellResult, Stat, cell_result, defect_results, read_cost
 
 OURS = "this benchmark"
 METRIC_LABELS = {
@@ -76,9 +77,12 @@ def preamble(
         f"## {title}",
         "",
         f"Scale: **{params['scale']}**; trained and evaluated on: {', '.join(datasets)}; "
-        f"seeds: {seeds}" + (" (mean±SD over seeds)" if seeds > 1 else "") + ".",
+        f"seeds: {seeds}" + (" (numbers are means over seeds)" if seeds > 1 else "") + ".",
         experiment.source if experiment else METRICS_SOURCE,
     ]
+    replicates = [r.replicates.count for r in results if r.replicates is not None]
+    if replicates:
+        lines.append(uncertainty(seeds, max(replicates)))
     if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
         lines += [
             "",
@@ -92,6 +96,24 @@ def preamble(
             ),
         ]
     return lines
+
+
+def uncertainty(seeds: int, replicates: int) -> str:
+    """What the reports' ± (and SD) measure, in one sentence."""
+    resampled = (
+        f"its test images resampled {replicates} times (each class's normal and anomalous "
+        "images separately, with replacement)"
+    )
+    if seeds > 1:
+        return (
+            "SD: the standard deviation over seeds (how much training varies); ±: half the "
+            "width of the 95 % bootstrap interval of the seed-averaged number, "
+            f"{resampled} (how much it depends on the test images)."
+        )
+    return (
+        "±: half the width of the 95 % bootstrap interval of each number of this benchmark, "
+        f"{resampled}: how much the number depends on the test images, not on training."
+    )
 
 
 def nums(values: dict[str, Stat] | list[float] | None, metrics=METRICS) -> list[Num]:
@@ -108,6 +130,29 @@ def difference(ours: list[Num], theirs: list[Num]) -> list[Num]:
         Num(None if a.value is None or b.value is None else a.value - b.value, metric=a.metric)
         for a, b in zip(ours, theirs, strict=True)
     ]
+
+
+def reference_of(params: dict[str, Any], cells: list[Cell]) -> Cell | None:
+    """The cell that holds the main configuration (the full model), if one does."""
+    for c in cells:
+        if c.points == tuple(main_point(params, p.role, p.seed) for p in c.points):
+            return c
+    return None
+
+
+def versus(ours: list[Num], stats: list[Stat], reference: list[Stat]) -> list[Num]:
+    """Attach to each number its paired difference to the reference's."""
+    for n, stat, ref in zip(ours, stats, reference, strict=True):
+        n.versus = stat.versus(ref)
+    return ours
+
+
+def differs_note(reference: str) -> str:
+    return (
+        f"{DIFFERS['md']}: differs from {reference}: the 95 % paired bootstrap interval of "
+        "the difference (both runs scored on the same resampled test images) excludes 0; "
+        "the CSV gives the difference, its interval and p."
+    )
 
 
 def per_class(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Path) -> Built:
@@ -162,12 +207,23 @@ def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
     """Table 2: one row per switch combination, three metrics and their mean."""
     results = [cell_result(runs_dir, c.runs) for c in grid]
     same = all(comparable(r, c.points[0].role) for c, r in zip(grid, results, strict=True))
+    full_cell = reference_of(params, grid)
+    full = results[grid.index(full_cell)] if full_cell else None
+
+    def three(result: CellResult) -> list[Stat]:
+        stats = [result.mean[m] for m in TABLE2_METRICS]
+        return [*stats, Stat.average(stats)]
+
     rows = []
     for c, result in zip(grid, results, strict=True):
         p = c.points[0]
         published = paper.ablation_row(name, c.row)
-        ours = [Num.of(result.mean[m], m) for m in TABLE2_METRICS]
-        ours_mean = [Num(sum(n.value for n in ours) / len(ours), metric="mean")]
+        stats = three(result)
+        numbers = [Num.of(s, m) for s, m in zip(stats, [*TABLE2_METRICS, "mean"], strict=True)]
+        if full is not None and result is not full:
+            result.comparable(full)
+            versus(numbers, stats, three(full))
+        ours, ours_mean = numbers[:-1], numbers[-1:]
         theirs = nums(published["values"] if published else None, TABLE2_METRICS)
         theirs_mean = [Num(published["mean"] if published else None, metric="mean")]
         switches = [YES if p.mlf else NO, YES if p.constraint else NO, YES if p.experts else NO]
@@ -195,7 +251,8 @@ def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
         notes=[
             "Class means over the dataset's classes. Mean: of the three metrics. MoE on = "
             f"T={params['main']['experts']}, K={params['main']['top_k']}. Bold: best, "
-            "underlined: second best in the column."
+            "underlined: second best in the column.",
+            *([differs_note(f"the full model (row {full_cell.row})")] if full_cell else []),
         ],
     )
     mark_columns(table, [3, 4, 5, 6])
@@ -220,11 +277,19 @@ def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
             rows.append((r, cells))
         return Table("table4", title, ["T \\ K", *ks], rows, section=section)
 
+    full_cell = reference_of(params, grid)
+    full = results[(full_cell.row, full_cell.column)] if full_cell else None
+
     def ours(r: str, k: str) -> list[Num]:
         result = results.get((r, "" if r == "None" else k))
-        return [
-            Num.of(result.mean[m], m) if result else Num(None, metric=m) for m in TABLE4_METRICS
-        ]
+        if result is None:
+            return [Num(None, metric=m) for m in TABLE4_METRICS]
+        stats = [result.mean[m] for m in TABLE4_METRICS]
+        numbers = [Num.of(s, m) for s, m in zip(stats, TABLE4_METRICS, strict=True)]
+        if full is None or result is full:
+            return numbers
+        result.comparable(full)
+        return versus(numbers, stats, [full.mean[m] for m in TABLE4_METRICS])
 
     def published(r: str, k: str) -> list[Num]:
         return nums(paper.grid_cell(name, r if r == "None" else f"{r} {k}"), TABLE4_METRICS)
@@ -245,7 +310,8 @@ def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
         )
     tables[-1].notes = [
         f"{NONE}: K > T (not a valid setting). '-': no value (the paper's table stops at "
-        "K = 4). Bold: best, underlined: second best over the grid, per metric."
+        "K = 4). Bold: best, underlined: second best over the grid, per metric.",
+        *([differs_note(f"the full model ({full_cell.row}, {full_cell.column})")] * bool(full)),
     ]
     ordered = list(results.values())
     return Built.of_tables(name, grid, tables, ordered, _means(grid, ordered, TABLE4_METRICS))
@@ -271,6 +337,8 @@ def backbone_resolution(
                 "resolution": int(c.column),
                 "mtotal": result.mtotal.mean,
                 "std": result.mtotal.std,
+                "mtotal_lower": (result.mtotal.interval or (None, None))[0],
+                "mtotal_upper": (result.mtotal.interval or (None, None))[1],
                 "paper_mtotal": paper.figure_point(name, f"{c.row} {c.column}"),
                 **{m: result.mean[m].mean for m in METRICS},
             }
@@ -287,7 +355,10 @@ def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: P
     reference = [Num.of(results[0].mtotal, "mtotal")]
     rows = []
     for c, result in zip(grid, results, strict=True):
+        result.comparable(results[0])
         total = [Num.of(result.mtotal, "mtotal")]
+        if result is not results[0]:
+            versus(total, [result.mtotal], [results[0].mtotal])
         rows.append((c.row, [nums(result.mean), total, difference(total, reference)]))
     cells = "/".join(METRIC_LABELS[m] for m in METRICS)
     table = Table(
@@ -299,7 +370,8 @@ def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: P
             "Each row trains the main configuration with the one setting shown changed "
             f"(dataset of the {params['experiments'][name]['dataset']} role); the paper has "
             "no such table: it shows how far the choices it leaves open move the numbers. "
-            "Bold: best, underlined: second best in the column."
+            "Bold: best, underlined: second best in the column.",
+            differs_note("the reference"),
         ],
     )
     mark_columns(table, [0, 1])
@@ -308,6 +380,32 @@ def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: P
         for c, r in zip(grid, results, strict=True)
     }
     return Built.of_tables(name, grid, [table], results, summary)
+
+
+def per_defect(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Path) -> Built:
+    """The main run per class and defect type: each type against the normal images."""
+    (cell,) = cells
+    result = cell_result(runs_dir, cell.runs)
+    rows, count = [], 0
+    for cls, types in defect_results(runs_dir, cell.runs).items():
+        for defect, values in types.items():
+            numbers = [[Num.of(values[m], m)] for m in DEFECT_METRICS]
+            rows.append((f"{cls} / {defect}", [str(values["images"]), *numbers]))
+            count += 1
+    labels = [METRIC_LABELS[m] for m in DEFECT_METRICS]
+    table = Table(
+        name,
+        "",
+        ["class / defect type", "images", *labels],
+        rows,
+        notes=[
+            "Each defect type of a class (its test folder) against the class's normal test "
+            "images: I-AUROC over those images, the pixel metrics over their pixels; "
+            "images: the type's test images. '-': the type's masks hold no defect pixel."
+        ],
+    )
+    summary = {"defect types": count}
+    return Built.of_tables(name, cells, [table], [result], summary)
 
 
 COST_COLUMNS = {  # cost.json key: the column, numbers to 3 significant digits
@@ -362,6 +460,7 @@ LAYOUTS: dict[str, Layout] = {
     "backbone_resolution": backbone_resolution,
     "sensitivity": sensitivity,
     "cost": cost,
+    "per_defect": per_defect,
 }
 
 

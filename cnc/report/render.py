@@ -1,8 +1,10 @@
 """A small table model rendered to Markdown, LaTeX and a tidy CSV.
 
-A cell is text, or a group of numbers shown as "a/b/c" like the paper's cells. Numbers
-carry an optional SD (shown as mean±SD) and a rank mark: 1 best (bold), 2 second
-(underlined), as the paper marks them.
+A cell is text, or a group of numbers shown as "a/b/c" like the paper's cells. A number
+carries a rank mark (1 best: bold, 2 second: underlined, as the paper marks them), and
+where known its 95 % bootstrap interval (shown as "98.6 ±0.4", half its width), its SD
+over seeds ("(SD 0.3)") and its paired difference to the table's reference (a dagger
+where that difference's interval excludes 0). The CSV has every one in its own column.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cnc.evaluation.replicates import Difference
 from cnc.report.results import Stat
+
+DIFFERS = {"md": "†", "tex": "$^\\dagger$"}  # the paired difference's interval excludes 0
 
 
 @dataclass
@@ -21,11 +26,21 @@ class Num:
     std: float | None = None
     metric: str = ""
     mark: int = 0
-    fmt: str = ".1f"  # how the value (and its SD) is shown
+    fmt: str = ".1f"  # how the value (and its SD and interval) is shown
+    low: float | None = None  # the 95 % bootstrap interval of the value
+    high: float | None = None
+    versus: Difference | None = None  # the paired difference to the table's reference
 
     @classmethod
     def of(cls, stat: Stat | None, metric: str = "") -> Num:
-        return cls(None, None, metric) if stat is None else cls(stat.mean, stat.std, metric)
+        if stat is None:
+            return cls(None, None, metric)
+        low, high = stat.interval or (None, None)
+        return cls(stat.mean, stat.std, metric, low=low, high=high)
+
+    @property
+    def differs(self) -> bool:
+        return self.versus is not None and self.versus.excludes_zero
 
 
 Cell = str | list[Num]
@@ -69,17 +84,42 @@ def mark_columns(table: Table, columns: list[int]) -> None:
             mark([g[position] for g in groups if position < len(g)])
 
 
+def _shown(value: float, fmt: str) -> str:
+    """A number as formatted, never "-0.0"."""
+    text = f"{value:{fmt}}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
 def _number(n: Num, style: str) -> str:
     if n.value is None:
         return "-"
-    text = f"{n.value:{n.fmt}}"
-    if n.std is not None:
-        text += f"±{n.std:{n.fmt}}" if style == "md" else f"$\\pm${n.std:{n.fmt}}"
+    text = _shown(n.value, n.fmt)
     if n.mark == 1:
-        return f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
-    if n.mark == 2:
-        return f"<u>{text}</u>" if style == "md" else f"\\underline{{{text}}}"
+        text = f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
+    elif n.mark == 2:
+        text = f"<u>{text}</u>" if style == "md" else f"\\underline{{{text}}}"
+    if n.differs:
+        text += DIFFERS[style]
+    if n.low is not None and n.high is not None:
+        half = _shown((n.high - n.low) / 2, n.fmt)
+        text += f" ±{half}" if style == "md" else f"\\,{{\\scriptsize$\\pm${half}}}"
+    if n.std is not None:
+        sd = _shown(n.std, n.fmt)
+        text += f" (SD {sd})" if style == "md" else f"\\,{{\\scriptsize(SD {sd})}}"
     return text
+
+
+def difference_text(d: Difference | None, fmt: str = ".1f") -> str:
+    """ "+1.2 [+0.3, +2.1] p=0.004", with a dagger where the interval excludes 0."""
+    if d is None:
+        return "-"
+
+    def signed(value: float) -> str:
+        text = _shown(value, fmt)
+        return text if text.startswith("-") else f"+{text}"
+
+    mark = DIFFERS["md"] if d.excludes_zero else ""
+    return f"{signed(d.value)}{mark} [{signed(d.low)}, {signed(d.high)}] p={d.p:.2g}"
 
 
 def _cell(cell: Cell, style: str) -> str:
@@ -120,14 +160,32 @@ def latex(tables: list[Table], preamble: list[str]) -> str:
     return "\n".join(lines)
 
 
+CSV_COLUMNS = [
+    "section",
+    "row",
+    "column",
+    "metric",
+    "value",
+    "std",  # over seeds
+    "lower",  # the 95 % bootstrap interval of the value
+    "upper",
+    "mark",
+    "diff",  # the paired difference to the table's reference, its interval and p
+    "diff_lower",
+    "diff_upper",
+    "p",
+]
+
+
 def tidy(tables: list[Table]) -> pd.DataFrame:
-    """One row per number: table section, row, column, metric, value, SD, mark."""
+    """One row per number, its statistics in the columns of CSV_COLUMNS."""
     records = []
     for t in tables:
         for label, cells in t.rows:
             for header, cell in zip(t.header[1:], cells, strict=True):
                 if isinstance(cell, list):
                     for n in cell:
+                        versus = n.versus
                         records.append(
                             {
                                 "section": t.section or t.name,
@@ -136,10 +194,14 @@ def tidy(tables: list[Table]) -> pd.DataFrame:
                                 "metric": n.metric,
                                 "value": n.value,
                                 "std": n.std,
+                                "lower": n.low,
+                                "upper": n.high,
                                 "mark": {1: "best", 2: "second"}.get(n.mark, ""),
+                                "diff": versus and versus.value,
+                                "diff_lower": versus and versus.low,
+                                "diff_upper": versus and versus.high,
+                                "p": versus and versus.p,
                             }
                         )
-    frame = pd.DataFrame.from_records(
-        records, columns=["section", "row", "column", "metric", "value", "std", "mark"]
-    )
+    frame = pd.DataFrame.from_records(records, columns=CSV_COLUMNS)
     return frame.replace({np.nan: None})

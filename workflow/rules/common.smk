@@ -3,7 +3,7 @@ import os
 import re
 from pathlib import Path
 
-from cnc import experiments, grid, warm
+from cnc import experiments, grid, runs, warm
 from cnc.data.prepare import dataset_settings
 from cnc.params import validate_params
 
@@ -45,8 +45,7 @@ def report_outputs(target):
 
 def target_results(target):
     """The saved results of every run a target's experiments read."""
-    files = ("metrics.json", "cost.json", "train_log.csv")
-    return [f"{RUNS}/{run}/{f}" for run in grid.grid_points(config, target) for f in files]
+    return [f"{RUNS}/{run}/{f}" for run in grid.grid_points(config, target) for f in runs.REPORTED]
 
 
 def output_key(path):

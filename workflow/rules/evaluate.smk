@@ -5,6 +5,7 @@ rule evaluate:
     output:
         f"{RUNS}/{{run}}/metrics.json",
         f"{RUNS}/{{run}}/metrics.csv",
+        f"{RUNS}/{{run}}/bootstrap.npz",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
         settings=json.dumps(grid.evaluate_settings(config).to_dict(), sort_keys=True),
