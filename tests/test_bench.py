@@ -54,3 +54,18 @@ def test_bench_decode_gives_a_rate_per_worker_count():
     rates = bench.decode_rates(images=8, size=256, resolution=64, workers=[0, 1])
     assert [count for count, _ in rates] == [0, 1]
     assert all(rate > 0 for _, rate in rates)
+
+
+def test_bench_bootstrap_prints_both_ways_and_their_agreement():
+    args = ["bench", "bootstrap", "--size", "48", "--scale", "0.05", "--replicates", "40"]
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    fast = re.search(r"cnc\.evaluation\.bootstrap │ ([\d.]+) │ (\d+) │ 1\.0x", text)
+    naive = re.search(r"naive \(timed on 2 per class\) │ ([\d.]+) │ - │ (\d+)x slower", text)
+    assert fast and naive, text
+    worst = dict(re.findall(r"(i_auroc|p_auroc|aupro|i_ap|p_ap) ([\d.e+-]+)", text))
+    assert set(worst) == {"i_auroc", "p_auroc", "aupro", "i_ap", "p_ap"}
+    assert max(float(worst[m]) for m in ("i_auroc", "p_auroc", "i_ap")) < 1e-4  # points
+    assert max(float(worst[m]) for m in ("aupro", "p_ap")) < 1e-2
+    assert re.search(r"mTotal 95 % interval \[[\d.]+, [\d.]+\]", text)

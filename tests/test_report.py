@@ -18,7 +18,7 @@ from cnc.code import ROOT as PROJECT
 from cnc.data.registry import MVTEC_COUNTS
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.evaluation.replicates import Replicates, save
+from cnc.evaluation.replicates import Replicates, load, save
 from cnc.io import write_json
 from cnc.report import paper
 from cnc.report.build import write_reports
@@ -376,3 +376,62 @@ def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):
     assert any(r.startswith('| backbone.taps = "quarters" |') for r in rows)
     result = runner.invoke(app, ["compare", str(root / "runs"), "--table", "tableS1"])
     assert result.exit_code == 0 and "Table S1" in result.output, result.output
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def test_tables_2_and_4_mark_the_differences_to_the_full_model(tmp_path):
+    """Row iii: the full model's numbers plus its own small resampling noise (no
+    difference); row ii: 2 points better on the same resamples (a difference)."""
+    classes = ["wood", "carpet"]
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", classes)
+    runs = {c.row: c.runs[0] for c in experiments.cells(PARAMS)["table2"]}
+    fake_run(tmp_path / "runs", runs["iii"], "synthetic", classes, like=runs["vii"])
+    fake_run(tmp_path / "runs", runs["ii"], "synthetic", classes, shift=2.0, like=runs["vii"])
+    write_reports(PARAMS, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    text = (tmp_path / "reports" / "table2.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    ours = lambda row: rows[row].split(" | ")[4]  # noqa: E731  the three metrics of ours
+    assert ours("ii").count("†") == 3 and "†" not in ours("iii") and "†" not in ours("vii")
+    assert "†: differs from the full model (row vii)" in text
+    table = pd.read_csv(tmp_path / "reports" / "table2.csv")
+    ii = table[(table["row"] == "ii") & (table["metric"] == "i_auroc")].iloc[0]
+    assert ii["diff"] == pytest.approx(2.0) and ii["diff_lower"] > 0 and ii["p"] < 0.05
+    iii = table[(table["row"] == "iii") & (table["metric"] == "i_auroc")].iloc[0]
+    assert iii["diff_lower"] < 0 < iii["diff_upper"] and iii["p"] > 0.05
+    vii = table[(table["row"] == "vii") & (table["metric"] == "i_auroc")].iloc[0]
+    assert np.isnan(vii["p"]) and vii["lower"] < vii["value"] < vii["upper"]
+    t4 = (tmp_path / "reports" / "table4.md").read_text()
+    assert "†: differs from the full model (T=5, K=2)" in t4
+
+
+def test_the_interval_of_several_seeds_is_that_of_their_average(tmp_path):
+    p = copy.deepcopy(PARAMS)
+    p["seeds"] = [0, 1]
+    fake_grid(tmp_path / "runs", p, "synthetic", ["wood"], seeds_shift={"s1": 2.0})
+    write_reports(p, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    table = pd.read_csv(tmp_path / "reports" / "table1.csv")
+    mtotal = table[(table["row"] == "mTotal") & (table["column"] == "this benchmark")].iloc[0]
+    runs = [MAIN, MAIN.replace("-s0", "-s1")]
+    reps = [load(tmp_path / "runs" / r / BOOTSTRAP).mtotal() for r in runs]
+    low, high = np.percentile(np.mean(reps, axis=0), [2.5, 97.5])
+    assert (mtotal["lower"], mtotal["upper"]) == pytest.approx((low, high))
+
+
+def test_runs_without_replicates_are_reported_without_intervals(tmp_path):
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
+    for path in (tmp_path / "runs").glob(f"*/{BOOTSTRAP}"):
+        path.unlink()
+    write_reports(PARAMS, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    text = (tmp_path / "reports" / "table2.md").read_text()
+    assert " ±" not in text and "†" not in text and "bootstrap" not in text
+
+
+def test_the_defect_report_lists_each_type_of_the_main_run(smoke_reports):
+    root, _ = smoke_reports
+    table = pd.read_csv(root / "reports" / "defects-mvtec.csv")
+    hole = table[(table["row"] == "wood / hole") & (table["column"] == "P-AP")]
+    assert hole["value"].item() == pytest.approx(value(MAIN, "wood/hole", "p_ap"))
+    text = (root / "reports" / "defects-mvtec.md").read_text()
+    assert "| wood / scratch | 3 |" in text and "against the class's normal test images" in text

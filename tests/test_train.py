@@ -356,6 +356,7 @@ def test_inference_writes_maps_for_every_test_image(trained, data_root):
         expected = [s for s in test.samples if s.cls == cls]
         assert data.maps.shape == (len(expected), 32, 32)
         assert data.labels.tolist() == [s.label for s in expected]
+        assert data.defects.tolist() == [s.defect for s in expected]  # the test folders
         masks = np.stack([load_mask(s.mask, 32) for s in expected])
         assert np.array_equal(data.masks, masks) and masks[data.labels == 1].any()
     assert not (trained / CALIBRATION).exists()  # made by predict, when first needed

@@ -45,6 +45,7 @@ RECALL_STEPS = 4096  # thresholds at equal steps of the defect pixels' recall
 FPR_STEPS = 4096  # ... and of the false-positive rate, up to FPR_RANGE
 FPR_RANGE = 0.6  # a replicate's FPR of 0.3 (the AUPRO limit) lies well inside
 TOP_STEPS = 256  # log-spaced steps near recall and FPR 0, where the curves move fastest
+EXACT_SCORES = 8192  # up to this many distinct scores, every one is a threshold
 BLOCK = 8192  # rows of per-image counts held at once (memory: BLOCK x images x 8 bytes)
 REPLICATE_BLOCK = 250  # replicates computed at once
 
@@ -101,9 +102,16 @@ def _sorted_pixels(bits: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np
     )
 
 
-def _thresholds(defects: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """Score keys, ascending: the highest and the lowest score, and the scores at which
-    recall and FPR pass equal steps (log-spaced near 0)."""
+def _distinct(ascending: np.ndarray) -> np.ndarray:
+    return ascending[np.append(True, ascending[1:] != ascending[:-1])]
+
+
+def _thresholds(defects: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score keys, ascending: every threshold, and those P-AP is integrated over. Every
+    distinct score where there are at most EXACT_SCORES of them (coarse or tied maps: the
+    replicates' curves are then the exact ones); else the highest and the lowest score
+    and the scores at which recall (P-AP) and FPR (AUPRO) pass equal steps, log-spaced
+    near 0."""
 
     def at_levels(ascending: np.ndarray, steps: int, top: float) -> np.ndarray:
         n = ascending.size
@@ -113,15 +121,14 @@ def _thresholds(defects: np.ndarray, normals: np.ndarray) -> np.ndarray:
         index = np.clip(np.ceil(levels * n).astype(np.int64) - 1, 0, n - 1)
         return ascending[::-1][index]
 
-    lowest = min(defects[0], normals[0])
-    chosen = np.concatenate(
-        (
-            at_levels(defects, RECALL_STEPS, 1.0),
-            at_levels(normals, FPR_STEPS, FPR_RANGE),
-            [lowest],
-        )
-    )
-    return np.unique(chosen)
+    defect_scores = _distinct(defects)
+    if defect_scores.size > EXACT_SCORES:
+        defect_scores = np.unique(at_levels(defects, RECALL_STEPS, 1.0))
+    every = np.union1d(_distinct(normals), defect_scores)
+    if every.size > EXACT_SCORES:
+        fpr_levels = at_levels(normals, FPR_STEPS, FPR_RANGE)
+        every = np.unique(np.concatenate((defect_scores, fpr_levels, [every[0]])))
+    return every, defect_scores
 
 
 class ClassBootstrap:
@@ -147,7 +154,13 @@ class ClassBootstrap:
         d_share = (1.0 / np.bincount(ids)[ids])[order]
         n_bits, n_images = _sorted_pixels(bits[~masks], pixel_image[~masks])
         self.pairs = self._pairs(d_bits, d_images, n_bits, n_images, n)
-        thresholds = _thresholds(d_bits, n_bits)
+        thresholds, ap_thresholds = _thresholds(d_bits, n_bits)
+        # P-AP's points (highest first), and whether each one's step holds one distinct
+        # defect score: then the step rule is exact, else the trapezoid rule is closer.
+        self.ap_points = np.isin(thresholds, ap_thresholds)[::-1]
+        scores = _distinct(d_bits)
+        above = np.searchsorted(scores, ap_thresholds[::-1], side="left")
+        self.ap_single = np.diff(above, prepend=scores.size) == -1
         self.tp = self._at_or_above(d_bits, d_images, thresholds, n, self.defect_count)
         self.fp = self._at_or_above(n_bits, n_images, thresholds, n, self.normal_count)
         self.pro = self._at_or_above(
@@ -209,7 +222,8 @@ class ClassBootstrap:
         pairs = np.einsum("bi,ij,bj->b", w, self.pairs, w, optimize=True) / 2
         tps, fps = w @ self.tp, w @ self.fp
         pro = (w @ self.pro) / (w @ self.region_count)[:, None]
-        pixels = Curves(tps, fps, positives, negatives)
+        points = self.ap_points
+        pixels = Curves(tps[:, points], fps[:, points], positives, negatives)
         aupro = [
             aupro_from_curves(Curves(tps[b], fps[b], positives[b, 0], negatives[b, 0], pro[b]))
             for b in range(len(w))
@@ -219,7 +233,7 @@ class ClassBootstrap:
             "p_auroc": pairs / (positives[:, 0] * negatives[:, 0]),
             "aupro": np.array(aupro),
             "i_ap": ap_from_curves(images),
-            "p_ap": _trapezoid_ap(pixels),
+            "p_ap": _trapezoid_ap(pixels, self.ap_single),
         }
         return np.stack([values[m] for m in METRICS], axis=1)
 
@@ -234,10 +248,11 @@ class ClassBootstrap:
         return Curves(tps, fps, int(positive.sum()), int((~positive).sum()))
 
 
-def _trapezoid_ap(c: Curves) -> np.ndarray:
-    """P-AP between thresholds: precision integrated over recall by the trapezoid rule
-    (the exact step-wise sum has a step per distinct score; between two thresholds the
-    trapezoid follows it closely where the step sum at the thresholds alone would not)."""
+def _trapezoid_ap(c: Curves, single: np.ndarray) -> np.ndarray:
+    """P-AP between thresholds: precision integrated over recall, by the step rule of the
+    exact metric where a step holds one distinct defect score (`single`), else by the
+    trapezoid rule, which follows the exact step-wise sum over the many scores between
+    two thresholds closely where the step at the thresholds alone would not."""
     predicted = c.tps + c.fps
     precision = np.divide(c.tps, predicted, out=np.zeros(predicted.shape), where=predicted > 0)
     recall = c.tps / c.positives
@@ -245,7 +260,7 @@ def _trapezoid_ap(c: Curves) -> np.ndarray:
     previous = np.concatenate((precision[..., :1], precision[..., :-1]), axis=-1)
     # Before the first defect pixel precision is undefined: the first step is a step.
     started = np.concatenate((np.zeros_like(c.tps[..., :1]), c.tps[..., :-1]), axis=-1) > 0
-    previous = np.where(started, previous, precision)
+    previous = np.where(started & ~single, previous, precision)
     return np.sum(steps * (precision + previous) / 2, axis=-1)
 
 

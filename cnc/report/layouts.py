@@ -147,6 +147,11 @@ def versus(ours: list[Num], stats: list[Stat], reference: list[Stat]) -> list[Nu
     return ours
 
 
+def paired_with(reference: CellResult | None) -> bool:
+    """Whether a table's numbers carry paired differences to this reference."""
+    return reference is not None and reference.replicates is not None
+
+
 def differs_note(reference: str) -> str:
     return (
         f"{DIFFERS['md']}: differs from {reference}: the 95 % paired bootstrap interval of "
@@ -252,7 +257,7 @@ def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
             "Class means over the dataset's classes. Mean: of the three metrics. MoE on = "
             f"T={params['main']['experts']}, K={params['main']['top_k']}. Bold: best, "
             "underlined: second best in the column.",
-            *([differs_note(f"the full model (row {full_cell.row})")] if full_cell else []),
+            *([differs_note(f"the full model (row {full_cell.row})")] if paired_with(full) else []),
         ],
     )
     mark_columns(table, [3, 4, 5, 6])
@@ -311,7 +316,11 @@ def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
     tables[-1].notes = [
         f"{NONE}: K > T (not a valid setting). '-': no value (the paper's table stops at "
         "K = 4). Bold: best, underlined: second best over the grid, per metric.",
-        *([differs_note(f"the full model ({full_cell.row}, {full_cell.column})")] * bool(full)),
+        *(
+            [differs_note(f"the full model ({full_cell.row}, {full_cell.column})")]
+            if paired_with(full)
+            else []
+        ),
     ]
     ordered = list(results.values())
     return Built.of_tables(name, grid, tables, ordered, _means(grid, ordered, TABLE4_METRICS))
@@ -371,7 +380,7 @@ def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: P
             f"(dataset of the {params['experiments'][name]['dataset']} role); the paper has "
             "no such table: it shows how far the choices it leaves open move the numbers. "
             "Bold: best, underlined: second best in the column.",
-            differs_note("the reference"),
+            *([differs_note("the reference")] if paired_with(results[0]) else []),
         ],
     )
     mark_columns(table, [0, 1])
