@@ -42,7 +42,8 @@ class Curves:
     """Cumulative counts at each distinct threshold, from the highest score down, along
     the last axis (a leading axis holds bootstrap replicates, cnc.evaluation.bootstrap)."""
 
-    tps: np.ndarray  # positives (defect pixels, anomalous images) with score >= t
+    tps: np.ndarray | None  # positives (defect pixels, anomalous images) with score >= t
+    # (None: AUPRO alone needs none)
     fps: np.ndarray  # negatives with score >= t
     positives: int | np.ndarray  # an array (..., 1) when it differs between replicates
     negatives: int | np.ndarray
@@ -122,7 +123,7 @@ def pixel_curves(maps: np.ndarray, masks: np.ndarray) -> Curves:
 
 
 def _from_zero(values: np.ndarray) -> np.ndarray:
-    return np.concatenate((np.zeros((*values.shape[:-1], 1)), values), axis=-1)
+    return np.concatenate((np.zeros((*values.shape[:-1], 1), values.dtype), values), axis=-1)
 
 
 def auroc_from_curves(c: Curves) -> float | np.ndarray:
@@ -139,17 +140,30 @@ def ap_from_curves(c: Curves) -> float | np.ndarray:
     return np.sum(np.diff(recall, prepend=0.0, axis=-1) * precision, axis=-1)
 
 
-def aupro_from_curves(c: Curves, limit: float = PRO_FPR_LIMIT) -> float:
-    """Normalised area under PRO(FPR) from 0 to `limit`, the point at `limit` interpolated."""
-    fpr = np.concatenate(([0.0], c.fps / c.negatives))
-    pro = np.concatenate(([0.0], c.pro))
-    inside = int(np.searchsorted(fpr, limit, side="right"))  # fpr[:inside] <= limit
-    x, y = fpr[:inside], pro[:inside]
-    if x[-1] < limit and inside < fpr.size:
-        x1, x2, y1, y2 = fpr[inside - 1], fpr[inside], pro[inside - 1], pro[inside]
-        y_limit = y1 + (y2 - y1) * (limit - x1) / (x2 - x1)
-        x, y = np.append(x, limit), np.append(y, y_limit)
-    return float(np.trapezoid(y, x) / limit)
+def aupro_from_curves(c: Curves, limit: float = PRO_FPR_LIMIT) -> float | np.ndarray:
+    """Normalised area under PRO(FPR) from 0 to `limit` (trapezoids), the point at `limit`
+    interpolated on the line to the next point."""
+    fpr = c.fps / c.negatives  # rises along the curve
+    last = (fpr <= limit).sum(axis=-1, keepdims=True)  # the last point within the limit
+    lo, hi = int(last.min()), int(last.max())  # (counted from the origin, point 0)
+    end = min(hi + 1, fpr.shape[-1])  # and the next point: nothing further matters
+    x, y = _from_zero(fpr[..., :end]), _from_zero(np.asarray(c.pro[..., :end], np.float64))
+    # Twice the trapezoids to point `lo`, shared by every curve, without temporaries:
+    # sum (x[k+1] - x[k]) (y[k+1] + y[k]) = x[lo] y[lo] + sum x[k+1] y[k] - x[k] y[k+1].
+    twice = x[..., lo] * y[..., lo]
+    twice += np.einsum("...k,...k->...", x[..., 1 : lo + 1], y[..., :lo])
+    twice -= np.einsum("...k,...k->...", x[..., :lo], y[..., 1 : lo + 1])
+    # ... then each curve's own trapezoids from `lo` to its last point within the limit.
+    bx, by = x[..., lo : hi + 1], y[..., lo : hi + 1]
+    band = (bx[..., 1:] - bx[..., :-1]) * (by[..., 1:] + by[..., :-1])
+    twice += np.sum(np.where(np.arange(hi - lo) < last - lo, band, 0.0), axis=-1)
+    after = np.minimum(last + 1, x.shape[-1] - 1)
+    x1, y1 = np.take_along_axis(x, last, -1), np.take_along_axis(y, last, -1)
+    x2, y2 = np.take_along_axis(x, after, -1), np.take_along_axis(y, after, -1)
+    reach = (x1 < limit) & (last < fpr.shape[-1])  # a next point past the limit
+    y_limit = y1 + (y2 - y1) * (limit - x1) / np.where(reach, x2 - x1, 1.0)
+    twice += np.where(reach, (limit - x1) * (y1 + y_limit), 0.0)[..., 0]
+    return twice / 2 / limit
 
 
 def class_metrics(
@@ -177,7 +191,7 @@ def class_metrics(
     return {
         "i_auroc": float(auroc_from_curves(images)),
         "p_auroc": float(auroc_from_curves(pixels)),
-        "aupro": aupro_from_curves(pixels),
+        "aupro": float(aupro_from_curves(pixels)),
         "i_ap": float(ap_from_curves(images)),
         "p_ap": float(ap_from_curves(pixels)),
     }
