@@ -42,12 +42,12 @@ from cnc.evaluation.metrics import (
 )
 
 RECALL_STEPS = 4096  # thresholds at equal steps of the defect pixels' recall
-FPR_STEPS = 8192  # ... and of the false-positive rate, up to FPR_RANGE
+FPR_STEPS = 6144  # ... and of the false-positive rate, up to FPR_RANGE
 FPR_RANGE = 0.5  # a replicate's FPR of 0.3 (the AUPRO limit) lies well inside
 TOP_STEPS = 256  # log-spaced steps near recall and FPR 0, where the curves move fastest
 EXACT_SCORES = 8192  # up to this many distinct scores, every one is a threshold
 BLOCK = 8192  # rows of per-image counts held at once (memory: BLOCK x images x 8 bytes)
-REPLICATE_BLOCK = 250  # replicates computed at once
+REPLICATE_BLOCK = 500  # replicates computed at once
 
 
 def class_generator(seed: int, cls: str) -> np.random.Generator:
@@ -257,14 +257,16 @@ def _trapezoid_ap(c: Curves, single: np.ndarray) -> np.ndarray:
     trapezoid rule, which follows the exact step-wise sum over the many scores between
     two thresholds closely where the step at the thresholds alone would not."""
     predicted = c.tps + c.fps
-    precision = np.divide(c.tps, predicted, out=np.zeros(predicted.shape), where=predicted > 0)
-    recall = c.tps / c.positives
-    steps = np.diff(recall, prepend=0.0, axis=-1)
-    previous = np.concatenate((precision[..., :1], precision[..., :-1]), axis=-1)
-    # Before the first defect pixel precision is undefined: the first step is a step.
-    started = np.concatenate((np.zeros_like(c.tps[..., :1]), c.tps[..., :-1]), axis=-1) > 0
-    previous = np.where(started & ~single, previous, precision)
-    return np.sum(steps * (precision + previous) / 2, axis=-1)
+    precision = np.divide(c.tps, predicted, out=np.zeros_like(predicted), where=predicted > 0)
+    gained = np.diff(c.tps, prepend=0, axis=-1)  # defect pixels (weighted) per step
+    # The other end of each step: the previous point's precision where the trapezoid
+    # applies and a defect pixel came before (precision 0 otherwise: undefined there).
+    other = np.where(~single, np.roll(precision, 1, axis=-1), precision)
+    other[..., 0] = precision[..., 0]
+    other = np.where(other > 0, other, precision)
+    both = np.einsum("...q,...q->...", gained, precision, dtype=np.float64)
+    both += np.einsum("...q,...q->...", gained, other, dtype=np.float64)
+    return both / 2 / np.asarray(c.positives)[..., 0]
 
 
 def class_replicates(

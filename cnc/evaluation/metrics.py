@@ -147,7 +147,8 @@ def aupro_from_curves(c: Curves, limit: float = PRO_FPR_LIMIT) -> float | np.nda
     last = (fpr <= limit).sum(axis=-1, keepdims=True)  # the last point within the limit
     lo, hi = int(last.min()), int(last.max())  # (counted from the origin, point 0)
     end = min(hi + 1, fpr.shape[-1])  # and the next point: nothing further matters
-    x, y = _from_zero(fpr[..., :end]), _from_zero(np.asarray(c.pro[..., :end], np.float64))
+    x = _from_zero(fpr[..., :end])
+    y = _from_zero(np.asarray(c.pro[..., :end], dtype=np.float64))
     # Twice the trapezoids to point `lo`, shared by every curve, without temporaries:
     # sum (x[k+1] - x[k]) (y[k+1] + y[k]) = x[lo] y[lo] + sum x[k+1] y[k] - x[k] y[k+1].
     twice = x[..., lo] * y[..., lo]
