@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cnc.bench.metrics import mvtec_like_set
 from cnc.cli import app
 from cnc.evaluation.bootstrap import (
+    FPR_RANGE,
     ClassBootstrap,
     class_generator,
     class_replicates,
@@ -68,11 +69,27 @@ def test_replicates_are_the_metrics_of_the_duplicated_test_sets(smoothed):
         maps, masks, labels = data[cls]
         maps = smooth(maps, 2.0) if smoothed else maps  # float32 scores, or float16 ties
         weights = stratified_weights(labels, 12, class_generator(0, cls))
-        replicates = ClassBootstrap(maps, masks, labels).replicates(weights)
+        replicates = ClassBootstrap(maps, masks, labels, weights).replicates(weights)
         for w, replicate in zip(weights, replicates, strict=True):
             worst = np.maximum(worst, np.abs(replicate - duplicated(maps, masks, labels, w)))
     for i, m in enumerate(METRICS):
         assert worst[i] <= (1e-6 if m in EXACT else 1e-4), (m, worst[i])  # 1e-4: 0.01 points
+
+
+def test_small_test_sets_whose_replicates_reach_the_aupro_limit_late():
+    """Three normal images of very different levels: a replicate drawing the low one
+    thrice reaches an FPR of 0.3 only where the original FPR is far beyond 0.5."""
+    rng = np.random.default_rng(5)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    masks = np.zeros((6, 40, 40), bool)
+    masks[3:, 10:20, 12:22] = True
+    levels = np.array([0.0, 1.0, 2.0, 1.0, 1.0, 1.0])[:, None, None]
+    maps = (rng.normal(0, 0.3, masks.shape) + levels + masks * 0.8).astype(np.float32)
+    weights = stratified_weights(labels, 60, class_generator(0, "levels"))
+    bootstrap = ClassBootstrap(maps, masks, labels, weights)
+    assert bootstrap.fpr_range > FPR_RANGE  # the default would stop short
+    for w, replicate in zip(weights, bootstrap.replicates(weights), strict=True):
+        assert np.abs(replicate - duplicated(maps, masks, labels, w)).max() <= 1e-4
 
 
 def test_ties_between_images_and_pixels_are_counted_as_the_metrics_count_them():

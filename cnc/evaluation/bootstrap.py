@@ -32,6 +32,7 @@ import numpy as np
 from cnc.evaluation.maps import image_scores_from_maps
 from cnc.evaluation.metrics import (
     METRICS,
+    PRO_FPR_LIMIT,
     Curves,
     ap_from_curves,
     aupro_from_curves,
@@ -42,8 +43,9 @@ from cnc.evaluation.metrics import (
 )
 
 RECALL_STEPS = 4096  # thresholds at equal steps of the defect pixels' recall
-FPR_STEPS = 6144  # ... and of the false-positive rate, up to FPR_RANGE
-FPR_RANGE = 0.5  # a replicate's FPR of 0.3 (the AUPRO limit) lies well inside
+FPR_STEPS = 6144  # ... and of the false-positive rate, per FPR_RANGE of it
+FPR_RANGE = 0.5  # at least this far; further where a replicate's FPR of 0.3 (the AUPRO
+# limit) lies beyond it (small test sets), at the same step
 TOP_STEPS = 256  # log-spaced steps near recall and FPR 0, where the curves move fastest
 EXACT_SCORES = 8192  # up to this many distinct scores, every one is a threshold
 BLOCK = 8192  # rows of per-image counts held at once (memory: BLOCK x images x 8 bytes)
@@ -106,7 +108,9 @@ def _distinct(ascending: np.ndarray) -> np.ndarray:
     return ascending[np.append(True, ascending[1:] != ascending[:-1])]
 
 
-def _thresholds(defects: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _thresholds(
+    defects: np.ndarray, normals: np.ndarray, fpr_range: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Score keys, ascending: every threshold, and those P-AP is integrated over. Every
     distinct score where there are at most EXACT_SCORES of them (coarse or tied maps: the
     replicates' curves are then the exact ones); else the highest and the lowest score
@@ -128,7 +132,8 @@ def _thresholds(defects: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, n
     if every.size <= EXACT_SCORES:  # else the union is larger still
         every = np.union1d(every, defect_scores)
     if every.size > EXACT_SCORES:
-        fpr_levels = at_levels(normals, FPR_STEPS, FPR_RANGE)
+        steps = int(np.ceil(FPR_STEPS * fpr_range / FPR_RANGE))
+        fpr_levels = at_levels(normals, steps, fpr_range)
         every = np.unique(np.concatenate((defect_scores, fpr_levels, [every[0]])))
     return every, defect_scores
 
@@ -136,7 +141,15 @@ def _thresholds(defects: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, n
 class ClassBootstrap:
     """What every replicate of one class needs, computed once from its maps."""
 
-    def __init__(self, maps: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(
+        self,
+        maps: np.ndarray,
+        masks: np.ndarray,
+        labels: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        """`weights`: the replicates' draw counts, if known, so that the thresholds
+        reach as far as every replicate's AUPRO needs."""
         n = labels.size
         self.labels = np.asarray(labels).astype(np.int64)
         self.scores = image_scores_from_maps(maps).astype(np.float64)
@@ -156,7 +169,10 @@ class ClassBootstrap:
         d_share = (1.0 / np.bincount(ids)[ids])[order]
         n_bits, n_images = _sorted_pixels(bits[~masks], pixel_image[~masks])
         self.pairs = self._pairs(d_bits, d_images, n_bits, n_images, n)
-        thresholds, ap_thresholds = _thresholds(d_bits, n_bits)
+        self.fpr_range = FPR_RANGE
+        if weights is not None:
+            self.fpr_range = self._fpr_range(n_bits, n_images, weights)
+        thresholds, ap_thresholds = _thresholds(d_bits, n_bits, self.fpr_range)
         # P-AP's points (highest first), and whether each one's step holds one distinct
         # defect score: then the step rule is exact, else the trapezoid rule is closer.
         self.ap_points = np.isin(thresholds, ap_thresholds)[::-1]
@@ -168,11 +184,24 @@ class ClassBootstrap:
         pro = self._at_or_above(d_bits, d_images, thresholds, n, self.region_count, d_share)
         # AUPRO's points: up to FPR_RANGE, and the lowest score (FPR 1) to close the curve.
         fpr = fp.sum(0) / n_bits.size
-        on_pro = (fpr <= FPR_RANGE) | (np.arange(fpr.size) == fpr.size - 1)
+        on_pro = (fpr <= self.fpr_range) | (np.arange(fpr.size) == fpr.size - 1)
         # Counts in float32 (exact integers up to 2^24 pixels per threshold, and 1e-7
         # relative beyond): half the memory traffic of every replicate.
         self.tp_ap, self.fp_ap = (x[:, self.ap_points].astype(np.float32) for x in (tp, fp))
         self.fp_pro, self.pro = (x[:, on_pro].astype(np.float32) for x in (fp, pro))
+
+    def _fpr_range(self, n_bits: np.ndarray, n_images: np.ndarray, weights: np.ndarray) -> float:
+        """The original FPR (in steps of 1 %) by which every replicate's FPR has passed
+        the AUPRO limit, and at least FPR_RANGE."""
+        levels = np.linspace(0.01, 1.0, 100)
+        index = np.clip(np.ceil(levels * n_bits.size).astype(np.int64) - 1, 0, n_bits.size - 1)
+        coarse = np.unique(n_bits[::-1][index])  # ascending scores
+        fp = self._at_or_above(n_bits, n_images, coarse, len(self.labels), self.normal_count)
+        w = weights.astype(np.float64)
+        passed = (w @ fp) / (w @ self.normal_count)[:, None] > PRO_FPR_LIMIT  # FPR rises
+        first = np.where(passed.any(1), passed.argmax(1), fp.shape[1] - 1).max()
+        reached = fp[:, first].sum() / n_bits.size
+        return float(min(1.0, max(FPR_RANGE, reached + 0.01)))
 
     @staticmethod
     def _pairs(
@@ -279,4 +308,4 @@ def class_replicates(
     if replicates == 0:
         return np.empty((0, len(METRICS)))
     weights = stratified_weights(labels, replicates, class_generator(seed, cls))
-    return ClassBootstrap(maps, masks, labels).replicates(weights)
+    return ClassBootstrap(maps, masks, labels, weights).replicates(weights)
