@@ -247,6 +247,9 @@ def test_replicates_file_round_trip_and_errors(tmp_path):
     with pytest.raises(ReplicatesError, match="run `cnc evaluate` again"):
         load(tmp_path / BOOTSTRAP)
     assert interval(np.arange(1001.0)) == pytest.approx((25.0, 975.0))
+    # A replicate without a defect pixel leaves a pixel metric undefined: left out.
+    assert interval(np.append(np.arange(1001.0), np.nan)) == pytest.approx((25.0, 975.0))
+    assert paired(1.0, 0.0, np.array([1.0, np.nan, 2.0]), np.zeros(3)).p == pytest.approx(2 / 3)
 
 
 # ----------------------------------------------------------------------------- defects

@@ -252,6 +252,13 @@ class ClassBootstrap:
         return out
 
     def _block(self, w: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):  # see _metrics
+            return self._metrics(w)
+
+    def _metrics(self, w: np.ndarray) -> np.ndarray:
+        """A replicate that drew only anomalous images without a defect pixel (possible
+        where some masks are empty) leaves the pixel metrics undefined: NaN, left out of
+        their intervals (cnc.evaluation.replicates)."""
         images = self._image_curves(w)
         positives = (w @ self.defect_count)[:, None]
         negatives = (w @ self.normal_count)[:, None]

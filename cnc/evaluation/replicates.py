@@ -63,8 +63,9 @@ class Replicates:
 
 
 def interval(replicates: np.ndarray) -> tuple[float, float]:
-    """The 95 % percentile interval of (B,) replicates."""
-    low, high = np.percentile(replicates, TAILS)
+    """The 95 % percentile interval of (B,) replicates, those where the metric is
+    undefined (NaN: no defect pixel drawn) left out."""
+    low, high = np.percentile(replicates[~np.isnan(replicates)], TAILS)
     return float(low), float(high)
 
 
@@ -157,6 +158,7 @@ def paired(a: float, b: float, a_replicates: np.ndarray, b_replicates: np.ndarra
     replicates' differences and the bootstrap p-value of "no difference":
     min(1, 2 (1 + #{d* on the far side of 0}) / (B + 1)), the side the smaller one."""
     diffs = np.asarray(a_replicates) - np.asarray(b_replicates)
+    diffs = diffs[~np.isnan(diffs)]
     low, high = interval(diffs)
     far = min(int((diffs <= 0).sum()), int((diffs >= 0).sum()))
     p = min(1.0, 2 * (1 + far) / (diffs.size + 1))
