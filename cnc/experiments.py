@@ -182,6 +182,18 @@ class Experiment:
         return "md" in self.files
 
 
+def per_defect(title: str) -> Experiment:
+    """The main run per class and defect type (no paper numbers: the paper has none)."""
+    return Experiment(
+        title,
+        main_cells,
+        "per_defect",
+        files=("md", "csv"),
+        source=DEFECTS_SOURCE,
+        paper_numbers=False,
+    )
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "table1": Experiment(
         "Table 1: multi-class anomaly detection on MVTec AD",
@@ -225,22 +237,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         source="Costs from each run's cost.json; mTotal (%) from its metrics.json.",
         paper_numbers=False,  # the paper reports no cost
     ),
-    "defects-mvtec": Experiment(
-        "Per defect type: the main run on MVTec AD",
-        main_cells,
-        "per_defect",
-        files=("md", "csv"),
-        source=DEFECTS_SOURCE,
-        paper_numbers=False,  # the paper gives none per defect type
-    ),
-    "defects-visa": Experiment(
-        "Per defect type: the main run on VisA",
-        main_cells,
-        "per_defect",
-        files=("md", "csv"),
-        source=DEFECTS_SOURCE,
-        paper_numbers=False,
-    ),
+    "defects-mvtec": per_defect("Per defect type: the main run on MVTec AD"),
+    "defects-visa": per_defect("Per defect type: the main run on VisA"),
     "tableS1": Experiment(
         "Table S1: sensitivity to choices the paper leaves open",
         choice_cells,
