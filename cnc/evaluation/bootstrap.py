@@ -37,6 +37,7 @@ from cnc.evaluation.metrics import (
     ap_from_curves,
     aupro_from_curves,
     auroc_from_curves,
+    image_curves,
     region_ids,
     sortable_bits,
     validate_class,
@@ -259,7 +260,7 @@ class ClassBootstrap:
         """A replicate that drew only anomalous images without a defect pixel (possible
         where some masks are empty) leaves the pixel metrics undefined: NaN, left out of
         their intervals (cnc.evaluation.replicates)."""
-        images = self._image_curves(w)
+        images = image_curves(self.scores, self.labels, w)
         positives = (w @ self.defect_count)[:, None]
         negatives = (w @ self.normal_count)[:, None]
         pairs = np.einsum("bi,ij,bj->b", w, self.pairs, w, optimize=True) / 2
@@ -275,16 +276,6 @@ class ClassBootstrap:
             "p_ap": _trapezoid_ap(pixels, self.ap_single),
         }
         return np.stack([values[m] for m in METRICS], axis=1)
-
-    def _image_curves(self, w: np.ndarray) -> Curves:
-        order = np.argsort(-self.scores, kind="stable")
-        ranked, positive = self.scores[order], self.labels[order] == 1
-        ends = np.append(np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1)
-        drawn = w[:, order]
-        tps = np.cumsum(drawn * positive, axis=1)[:, ends]
-        fps = np.cumsum(drawn * ~positive, axis=1)[:, ends]
-        # The stratified draw keeps each group's count, so the totals are the originals.
-        return Curves(tps, fps, int(positive.sum()), int((~positive).sum()))
 
 
 def _trapezoid_ap(c: Curves, single: np.ndarray) -> np.ndarray:

@@ -88,14 +88,22 @@ def region_ids(masks: np.ndarray) -> tuple[np.ndarray, int]:
     return ids.astype(np.uint32, copy=False), int(count)
 
 
-def image_curves(scores: np.ndarray, labels: np.ndarray) -> Curves:
-    """ROC counts of image scores (1 = anomalous), ties grouped."""
+def image_curves(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> Curves:
+    """ROC counts of image scores (1 = anomalous), ties grouped; with `weights` (B, N),
+    how often each image counts in each of B replicates, one curve per replicate."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     ranked, positive = np.asarray(scores, dtype=np.float64)[order], labels[order] == 1
     ends = np.append(np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1)
-    tps = np.cumsum(positive, dtype=np.int64)[ends]
-    positives = int(positive.sum())
-    return Curves(tps, ends + 1 - tps, positives, ranked.size - positives)
+    if weights is None:
+        tps = np.cumsum(positive, dtype=np.int64)[ends]
+        positives = int(positive.sum())
+        return Curves(tps, ends + 1 - tps, positives, ranked.size - positives)
+    drawn = weights[:, order]
+    tps = np.cumsum(drawn * positive, axis=1)[:, ends]
+    fps = np.cumsum(drawn * ~positive, axis=1)[:, ends]
+    return Curves(tps, fps, tps[:, -1:], fps[:, -1:])
 
 
 def pixel_curves(maps: np.ndarray, masks: np.ndarray) -> Curves:
