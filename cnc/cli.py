@@ -223,21 +223,46 @@ def infer(
 @app.command("predict")
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A trained run folder.")],
-    images: Annotated[list[Path], typer.Argument(help="Images to score.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the overlays.")] = Path(
-        "predictions"
-    ),
+    inputs: Annotated[list[Path], typer.Argument(help="Images, or folders of images.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Overlays (mirroring the inputs) and scores.csv/json.")
+    ] = Path("predictions"),
+    cls: Annotated[
+        str | None, typer.Option("--class", help="The images' class (default: from the path).")
+    ] = None,
+    quantile: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold-quantile",
+            help="Call an image anomalous above this quantile of its class's normal "
+            "training image scores (1.0: above all of them).",
+        ),
+    ] = None,
     device: Device = "auto",
     overwrite: bool = False,
 ) -> None:
-    """Score new images with a trained run and write heat-map overlays."""
+    """Score new images with a trained run, as its evaluation did; write heat-map overlays
+    on the class's scale of normal training scores, and scores.csv/json."""
+    from cnc.predict import SCORES_CSV, SCORES_JSON, collect_images
     from cnc.predict import predict as run_predict
 
     with user_errors():
-        results = run_predict(run_dir, images, out_dir, device=device, overwrite=overwrite)
-    rows = [[r.image, f"{r.score:.4g}", f"{r.relative:.2f}", r.overlay] for r in results]
-    columns = ["image", "score", "x max normal", "overlay"]
-    print_table(f"anomaly scores ({run_dir.name})", columns, rows, left=(0, 3))
+        results = run_predict(run_dir, inputs, out_dir, device, overwrite, cls, quantile)
+    base = collect_images(inputs)[1]
+    columns = ["image", "scale", "score", "x max normal"]
+    columns += ["threshold", "decision"] if quantile is not None else []
+    rows = []
+    for r in results:
+        row = [r.image.relative_to(base), r.scale, f"{r.score:.4f}", f"{r.relative:.2f}"]
+        if r.threshold is not None:
+            row += [f"{r.threshold:.4f}", "anomalous" if r.anomalous else "normal"]
+        rows.append(row)
+    print_table(f"anomaly scores ({run_dir.name})", columns, rows, left=(0, 1, 5))
+    out.print(
+        f"overlays and {SCORES_CSV}, {SCORES_JSON} in {out_dir}; scale: normal training "
+        "images of the class (median pixel to highest image score)",
+        soft_wrap=True,
+    )
 
 
 @app.command("evaluate")

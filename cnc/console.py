@@ -34,7 +34,8 @@ def print_table(title: str, columns: list[str], rows: list[list], left=(0,)) -> 
     """A table of `rows` (any values), numbers right-aligned except the `left` columns."""
     table = Table(title=title)
     for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i in left else "right")
+        # a long path folds onto a second line instead of losing its end
+        table.add_column(column, justify="left" if i in left else "right", overflow="fold")
     for row in rows:
         table.add_row(*map(str, row))
     out.print(table)

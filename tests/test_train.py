@@ -384,9 +384,9 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
     images = sorted((data_root / "wood" / "test").glob("*/*.png"))[:2]
     results = predict(trained, images, tmp_path / "out")
     calibration = json.loads((trained / CALIBRATION).read_text())
-    assert calibration["images"] == 16 and calibration["map_size"] == 64  # the run's own
-    assert calibration["pixel_median"] < calibration["image_score_max"]
-    assert [r.overlay.name for r in results] == [f"{p.stem}_anomaly.png" for p in images]
+    assert calibration["all"]["images"] == 16 and calibration["map_size"] == 64  # the run's own
+    assert {c: e["images"] for c, e in calibration["classes"].items()} == {"washer": 8, "wood": 8}
+    assert calibration["all"]["pixel_median"] < calibration["all"]["image_score_max"]
     assert all(r.overlay.is_file() and r.score > 0 for r in results)
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict(trained, images[:1], tmp_path / "out")
@@ -394,6 +394,47 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
     bad.write_text("not an image")
     with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
         predict(trained, [bad], tmp_path / "out2")
+    with pytest.raises(ValueError, match=r"--class carpet: the run was not trained on it"):
+        predict(trained, images[:1], tmp_path / "out3", cls="carpet")
+    assert not (tmp_path / "out3").exists()
+
+
+def test_predict_mirrors_folders_scales_by_class_and_writes_scores(trained, data_root, tmp_path):
+    """A folder of MVTec-layout images: same file names in different defect folders, each
+    image on its class's scale, scores in CSV and JSON, a decision from the training
+    scores' quantile."""
+    wood, washer = data_root / "wood" / "test", data_root / "washer" / "test"
+    results = predict(trained, [wood, washer], tmp_path / "o", quantile=1.0)
+    expected = sorted(wood.rglob("*.png")) + sorted(washer.rglob("*.png"))
+    assert [r.image for r in results] == [p.absolute() for p in expected]
+    names = [p.name for p in expected]
+    assert len(set(names)) < len(names)  # "000.png" in several folders: all scored
+    first = results[0]
+    relative = first.image.relative_to(data_root)
+    assert first.overlay == tmp_path / "o" / relative.parent / f"{relative.stem}_anomaly.png"
+    assert first.overlay.is_file()
+    calibration = json.loads((trained / CALIBRATION).read_text())
+    for r in results:
+        scale = calibration["classes"][r.cls]
+        assert r.scale == r.cls == r.image.parts[-4]
+        assert r.relative == pytest.approx(r.score / scale["image_score_max"])
+        assert r.threshold == pytest.approx(max(scale["image_scores"]))
+        assert r.anomalous == (r.score > r.threshold)
+    assert (
+        calibration["classes"]["wood"]["image_score_max"] != calibration["all"]["image_score_max"]
+    )
+    table = list(csv.DictReader((tmp_path / "o" / "scores.csv").open()))
+    assert [Path(row["image"]) for row in table] == [r.image for r in results]
+    assert [float(row["score"]) for row in table] == [r.score for r in results]
+    record = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert record["threshold_quantile"] == 1.0 and len(record["images"]) == len(results)
+    assert record["protocol"]["map_size"] == 64
+    # Outside the layout, the scale of all classes unless --class says which.
+    image = write_png(tmp_path / "new" / "x.png", np.full((40, 40, 3), 90, np.uint8))
+    (loose,) = predict(trained, [image], tmp_path / "p")
+    assert loose.cls is None and loose.scale == "all classes" and loose.threshold is None
+    (named,) = predict(trained, [image], tmp_path / "q", cls="wood")
+    assert named.scale == "wood" and named.score == pytest.approx(loose.score)
 
 
 def test_predict_scores_an_image_as_the_evaluation_did(data_root, tmp_path):
