@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes, hashing, JSON, a full disk named as such."""
+"""Small file helpers: atomic writes (with the modes the umask allows), hashing, JSON, a full
+disk named as such."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def disk_full_named(path: Path) -> Iterator[None]:
         ) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def as_umask_allows(path: Path) -> None:
+    """Give a file or folder made by mkstemp/mkdtemp (private: 0600/0700) the mode a
+    plain open/mkdir would have given it, so colleagues read what the umask lets them."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
@@ -64,6 +77,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         with disk_full_named(path):
             yield tmp_path
+        as_umask_allows(tmp_path)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -85,6 +99,7 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
             yield tmp
         except DiskFullError as exc:  # name the folder the user knows, not our temporary one
             raise DiskFullError(str(exc).replace(str(tmp), str(path))) from None
+        as_umask_allows(tmp)
         if replace and path.exists():
             os.replace(path, old)
         os.replace(tmp, path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import socket
+import stat
 import tarfile
 
 import numpy as np
@@ -115,6 +117,9 @@ def test_fetch_mvtec_extracts_checks_counts_and_writes_manifest(tmp_path, mvtec_
     assert "grid/ground_truth/crack/000_mask.png" in manifest["files"]
     assert (tmp_path / "data" / "downloads" / "mvtec.tar.xz").read_bytes() == mvtec_archive
     assert not list((tmp_path / "data").glob(".*"))  # no temporary folders left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's private 0700
 
     # A second run uses the folder as it is: no network needed.
     again = fetch(spec, root, url=closed_port_url(), progress=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cnc.errors import AlreadyExistsError, UserError
-from cnc.io import sha256_file
+from cnc.io import as_umask_allows, sha256_file
 
 CHUNK = 1 << 16
 
@@ -150,6 +150,7 @@ def extract(archive: Path, dest: Path) -> Path:
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")  # refuses absolute paths and links out
+        as_umask_allows(tmp)
         os.replace(_data_root(tmp), dest)  # one rename: dest appears complete or not at all
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise DownloadError(
