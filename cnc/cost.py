@@ -15,7 +15,6 @@ train`):
 
 from __future__ import annotations
 
-import platform
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from cnc.io import write_json
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import Network
 from cnc.model.network import CNCNetwork
+from cnc.provenance import cpu_name
 from cnc.runs import COST
 from cnc.settings import RunSettings
 
@@ -37,13 +37,7 @@ GIGA = 1e9
 def device_name(device: str) -> str:
     if str(device).startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():  # the model name, where the platform module has none
-        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-                 if line.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
-    return f"CPU: {cpu}"
+    return f"CPU: {cpu_name()}"
 
 
 def peak_memory_gb(device: str) -> float:

@@ -7,14 +7,15 @@ the network still in memory.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnc import precision, warm
-from cnc.cost import measure, write_cost
+from cnc import precision, provenance, warm
+from cnc.cost import device_name, measure, write_cost
 from cnc.devices import pick_device
 from cnc.infer import infer_run, load_run
 from cnc.runs import COST, read_settings, run_lock
@@ -47,7 +48,9 @@ def run_job(
     device: str = "auto",
     progress: bool = True,
 ) -> JobResult:
-    """Train (or continue, or reuse) the run, then write its maps and what it cost."""
+    """Train (or continue, or reuse) the run, then write its maps, what it cost and where
+    it came from."""
+    began = time.perf_counter()
     with run_lock(run_dir):
         device = pick_device(device)
         trained = train(settings, run_dir, resume, force, device, progress)
@@ -59,7 +62,26 @@ def run_job(
                 arithmetic = precision.resolve(settings.train.precision, device)
                 history = trained.state["history"]
                 write_cost(run_dir, measure(network, history, inference, device, arithmetic))
+        if trained.network is not None or provenance.read_training(run_dir) is None:
+            record = training_provenance(settings, trained.state, device, began)
+            provenance.write_training(run_dir, record)
     return JobResult(trained.state, device, torch.get_num_threads(), warm.in_child())
+
+
+def training_provenance(
+    settings: RunSettings, state: dict[str, Any], device: str, began: float
+) -> dict[str, Any]:
+    """The training job's record (cnc.provenance): code, packages, device, wall time of
+    training and maps, the data's manifest hash and the encoder weights' identity."""
+    b = settings.backbone
+    record = provenance.step_record(device_name(device), time.perf_counter() - began)
+    # the build (e.g. +cu130) and its CUDA: package metadata gives the version alone
+    record["packages"] |= {"torch": torch.__version__, "cuda": torch.version.cuda}
+    return {
+        **record,
+        "dataset": provenance.dataset_identity(Path(settings.data.root)),
+        "weights": provenance.weights_identity(b.name, b.weights, state["encoder_fingerprint"]),
+    }
 
 
 def infer_job(

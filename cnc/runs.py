@@ -8,6 +8,7 @@ the reports, which need the names alone, load fast.
     <run>/train_log.csv        every loss term per epoch
     <run>/maps/                test maps per class and protocol.json (cnc.evaluation.maps)
     <run>/cost.json            what the run cost to train and infer (cnc.cost)
+    <run>/provenance.json      code, packages, device, data and weights of the training
     <run>/metrics.json, .csv   the five metrics per class (cnc.evaluation.evaluate)
     <run>/bootstrap.npz        their bootstrap replicates (cnc.evaluation.replicates)
     <run>/heatmaps/<class>.png
@@ -35,6 +36,7 @@ FINAL = "model.pt"
 TRAIN_LOG = "train_log.csv"
 MAPS_DIR = "maps"
 PROTOCOL = "protocol.json"  # inside maps/
+PROVENANCE = "provenance.json"  # where the trained run came from (cnc.provenance)
 COST = "cost.json"  # parameters, FLOPs, time, memory and device of the run (Table 5)
 METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"

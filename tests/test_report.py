@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import zlib
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnc import experiments, grid
+from cnc import experiments, grid, provenance
 from cnc.cli import app
 from cnc.code import ROOT as PROJECT
 from cnc.data.registry import MVTEC_COUNTS
@@ -435,3 +436,49 @@ def test_the_defect_report_lists_each_type_of_the_main_run(smoke_reports):
     assert hole["value"].item() == pytest.approx(value(MAIN, "wood/hole", "p_ap"))
     text = (root / "reports" / "defects-mvtec.md").read_text()
     assert "| wood / scratch | 3 |" in text and "against the class's normal test images" in text
+
+
+def test_reports_say_where_the_runs_came_from(tmp_path):
+    """Each report names the code, device, data and weights of its runs (every distinct
+    value, so a mixed table shows it) and summary.json keeps them per run."""
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
+    names = grid.grid_points(PARAMS)
+    for name in names:
+        main = name == MAIN
+        path = tmp_path / "runs" / name / "metrics.json"
+        record = json.loads(path.read_text())
+        train = {
+            "code": {"commit": ("cd" if main else "ab") * 20, "dirty": main, "sources": "s"},
+            "machine": {"device": "NVIDIA H100"},
+            "dataset": {"manifest_sha256": "f" * 64},
+            "weights": {"weights": "openai", "tensor_fingerprint": "0123"},
+            "packages": {"torch": "2.14.1+cu130"},
+        }
+        record["provenance"] = {"train": train, "evaluate": {"code": train["code"]}}
+        write_json(path, record)
+    write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
+    line = next(
+        x for x in (tmp_path / "r" / "table2.md").read_text().splitlines() if "Provenance" in x
+    )
+    assert "code ababababab, cdcdcdcdcd with uncommitted changes;" in line
+    assert "device NVIDIA H100" in line and "data manifest sha256 ffffffffffffffff" in line
+    assert "weights openai (tensors 0123)" in line and "torch 2.14.1+cu130" in line
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["provenance"]["runs"][MAIN]["code"] == ["cdcdcdcdcd with uncommitted changes"]
+    assert re.fullmatch("[0-9a-f]{40}", summary["provenance"]["report"]["code"]["commit"])
+
+
+def test_reports_of_runs_without_provenance_say_so(smoke_reports):
+    root, _ = smoke_reports
+    assert "Provenance: not recorded" in (root / "reports" / "table1.md").read_text()
+
+
+def test_code_state_outside_a_git_checkout_is_the_sources_hash(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "CHECKOUT", tmp_path)
+    provenance.code_state.cache_clear()
+    try:
+        state = provenance.code_state()
+    finally:
+        provenance.code_state.cache_clear()
+    assert state["commit"] is None and state["dirty"] is None
+    assert state["sources"] == provenance.code.fingerprint(("cnc",))

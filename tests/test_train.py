@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from cnc.evaluation.evaluate import evaluate_run
 from cnc.evaluation.maps import image_scores_from_maps, read_class_maps, read_protocol, smooth
 from cnc.features import FeatureCache, Reencode
 from cnc.infer import infer_run
-from cnc.io import DiskFullError
+from cnc.io import DiskFullError, sha256_file
 from cnc.model import losses
 from cnc.model.build import build
 from cnc.predict import predict
@@ -34,6 +35,7 @@ from cnc.runs import (
     CHECKPOINT,
     FINAL,
     MAPS_DIR,
+    PROVENANCE,
     TRAIN_LOG,
     TrainingError,
     load_checkpoint,
@@ -496,6 +498,23 @@ def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
     assert 0 < cost["gflops_encoder"] < cost["gflops_inference"]  # inference runs the encoder
     assert cost["gflops_train_step"] > 0 and cost["inference_images_per_s"] > 0
     assert cost["device"].startswith("CPU") and cost["precision"] == "fp32"
+    record = json.loads((tmp_path / "s" / PROVENANCE).read_text())
+    assert record["machine"]["device"] == cost["device"] and record["wall_s"] > 0
+    assert re.fullmatch("[0-9a-f]{40}", record["code"]["commit"])  # the tests run in a checkout
+    assert isinstance(record["code"]["dirty"], bool)
+    assert record["packages"]["torch"] == torch.__version__  # the build, e.g. +cu130
+    assert {"python", "cnc-bench", "open_clip_torch", "numpy"} <= set(record["packages"])
+    assert record["dataset"]["manifest_sha256"] == sha256_file(data_root / "manifest.json")
+    fingerprint = load_checkpoint(tmp_path / "s" / FINAL)["encoder_fingerprint"]
+    assert record["weights"] == {
+        "backbone": "cnc-tiny-ViT-B-16",
+        "weights": "random",
+        "file_sha256": None,
+        "tensor_fingerprint": fingerprint,
+    }
+    metrics = evaluate_run(tmp_path / "s", EvaluateSettings(bootstrap=0), heatmaps=False)
+    assert metrics["provenance"]["train"] == record  # carried into metrics.json
+    assert metrics["provenance"]["evaluate"]["code"] == record["code"]
     # A run's config.json is a settings file: another run from it, one setting changed.
     args = ["--settings", str(tmp_path / "s" / "config.json"), "--set", "model.gamma=0.5"]
     result = runner.invoke(app, ["train", str(tmp_path / "t"), *args, "--no-maps"])

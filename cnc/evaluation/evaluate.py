@@ -10,11 +10,13 @@ process per run starts in a fraction of a second.
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnc import provenance
 from cnc.evaluation.bootstrap import class_replicates
 from cnc.evaluation.defects import defect_metrics
 from cnc.evaluation.maps import (
@@ -42,6 +44,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Write `metrics.json` (percentages, full precision; intervals; per defect type),
     `metrics.csv`, the replicates (`bootstrap.npz`) and heat maps."""
+    began = time.perf_counter()
     run_dir = Path(run_dir)
     settings = settings or EvaluateSettings()
     maps_dir = run_dir / MAPS_DIR
@@ -82,6 +85,10 @@ def evaluate_run(
         "mtotal": mtotal,
         "intervals": intervals(reps) if reps.count else None,  # 95 %, from bootstrap.npz
         "defects": defects,
+        "provenance": {
+            "train": provenance.read_training(run_dir),
+            "evaluate": provenance.step_record(None, time.perf_counter() - began),
+        },
     }
     with atomic_path(run_dir / METRICS_CSV) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

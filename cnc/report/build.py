@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnc import grid
+from cnc import grid, provenance
 from cnc.experiments import DEFAULT_TARGET, experiments, report_files, run_figure
 from cnc.io import atomic_path, write_json, write_text
 from cnc.report.figures import FIGURES, RUN_FIGURES
@@ -60,7 +60,17 @@ def write_reports(
                 figures.append(path)
     if target != DEFAULT_TARGET:
         return [reports_dir / f for f in report_files(target)] + figures
-    summary = {"scale": params["scale"], **{b.name: b.summary for b in built}}
+    runs = {
+        n: p for b in built for c in b.results for n, p in zip(c.runs, c.provenance, strict=True)
+    }
+    summary = {
+        "scale": params["scale"],
+        **{b.name: b.summary for b in built},
+        "provenance": {
+            "report": {"code": provenance.code_state(), "packages": provenance.package_versions()},
+            "runs": {n: provenance.summary([p]) for n, p in sorted(runs.items())},
+        },
+    }
     write_json(reports_dir / "summary.json", summary)
     head = preamble(params, "CNC benchmark reports", [r for b in built for r in b.results])
     links = [f"- [{f.name}](../../figures/{params['scale']}/{f.name})" for f in figures]

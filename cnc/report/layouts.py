@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnc import provenance
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
@@ -83,6 +84,7 @@ def preamble(
     replicates = [r.replicates.count for r in results if r.replicates is not None]
     if replicates:
         lines.append(uncertainty(seeds, max(replicates)))
+    lines.append(provenance_line([p for r in results for p in r.provenance]))
     if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
         lines += [
             "",
@@ -96,6 +98,14 @@ def preamble(
             ),
         ]
     return lines
+
+
+def provenance_line(records: list[dict[str, Any]]) -> str:
+    """Where the runs came from, each kind of fact once (several values: they differ)."""
+    facts = provenance.summary(records)
+    if not facts:
+        return "Provenance: not recorded (runs from an older version); evaluate them again."
+    return "Provenance: " + "; ".join(f"{k} {', '.join(v)}" for k, v in facts.items()) + "."
 
 
 def uncertainty(seeds: int, replicates: int) -> str:

@@ -75,6 +75,7 @@ class CellResult:
     seeds: int
     runs: tuple[str, ...] = ()
     replicates: Replicates | None = None  # seed-averaged; None if a run has none
+    provenance: tuple[dict[str, Any], ...] = ()  # each run's (metrics.json, cnc.provenance)
 
     def comparable(self, other: CellResult) -> None:
         """Raise unless paired differences with `other` are meaningful (same images)."""
@@ -137,6 +138,7 @@ def cell_result(runs_dir: Path, names: tuple[str, ...]) -> CellResult:
         seeds=len(names),
         runs=tuple(names),
         replicates=reps,
+        provenance=tuple(r.get("provenance") or {} for r in results),
     )
 
 
