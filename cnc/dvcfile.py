@@ -30,7 +30,15 @@ from cnc.grid import (
     runs_dir,
 )
 from cnc.io import write_text
-from cnc.runs import BOOTSTRAP, COST, METRICS_CSV, METRICS_JSON, REPORTED, TRAIN_LOG
+from cnc.runs import (
+    BOOTSTRAP,
+    COST,
+    METRICS_CSV,
+    METRICS_JSON,
+    PROVENANCE,
+    REPORTED,
+    TRAIN_LOG,
+)
 
 SCALE = "${scale}"
 RUN = f"{runs_dir(SCALE)}/${{key}}"
@@ -60,6 +68,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                     _uncached(f"{RUN}/model.pt", persist=True),
                     _uncached(f"{RUN}/maps"),
                     _uncached(f"{RUN}/{COST}"),
+                    _uncached(f"{RUN}/{PROVENANCE}"),
                 ],
                 "plots": [_uncached(f"{RUN}/{TRAIN_LOG}", x="epoch", y="distill")],
             },
@@ -69,7 +78,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
             "do": {
                 **where,
                 "cmd": f"cnc evaluate {RUN} --params params.yaml --${{item.heatmaps}}",
-                "deps": [f"{RUN}/maps", *code.EVALUATE],
+                "deps": [f"{RUN}/maps", f"{RUN}/{PROVENANCE}", *code.EVALUATE],
                 "params": ["scale", "scales", "evaluate"],
                 "outs": [_uncached(f"{RUN}/{METRICS_CSV}"), _uncached(f"{RUN}/{BOOTSTRAP}")],
                 "metrics": [_uncached(f"{RUN}/{METRICS_JSON}")],

@@ -62,9 +62,10 @@ def run_job(
                 arithmetic = precision.resolve(settings.train.precision, device)
                 history = trained.state["history"]
                 write_cost(run_dir, measure(network, history, inference, device, arithmetic))
-        if trained.network is not None or provenance.read_training(run_dir) is None:
-            record = training_provenance(settings, trained.state, device, began)
-            provenance.write_training(run_dir, record)
+        kept = None if trained.network is not None else provenance.read_training(run_dir)
+        # rewritten even when kept (a reused run): a workflow output is as new as its job
+        record = kept or training_provenance(settings, trained.state, device, began)
+        provenance.write_training(run_dir, record)
     return JobResult(trained.state, device, torch.get_num_threads(), warm.in_child())
 
 

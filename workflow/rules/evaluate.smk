@@ -2,6 +2,7 @@ rule evaluate:
     """The five metrics per class of one run, from its saved maps (CPU, no model)."""
     input:
         f"{RUNS}/{{run}}/maps/protocol.json",
+        f"{RUNS}/{{run}}/provenance.json",
     output:
         f"{RUNS}/{{run}}/metrics.json",
         f"{RUNS}/{{run}}/metrics.csv",

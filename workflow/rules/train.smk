@@ -10,6 +10,7 @@ rule train:
         maps=f"{RUNS}/{{run}}/maps/protocol.json",
         log=f"{RUNS}/{{run}}/train_log.csv",
         cost=f"{RUNS}/{{run}}/cost.json",
+        provenance=f"{RUNS}/{{run}}/provenance.json",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
         settings=run_settings,
