@@ -179,6 +179,12 @@ def train(
         typer.Option(help="A run's settings (as in its config.json): a file or inline JSON."),
     ] = None,
     overrides: Overrides = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder weights: a checkpoint file, openai or random (backbone.weights)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an unfinished run.")] = False,
     force: Annotated[
         bool, typer.Option(help="Start over, replacing a finished or different run.")
@@ -197,8 +203,9 @@ def train(
     from cnc.grid import job_settings
     from cnc.job import run_job
 
+    given = [*(overrides or []), *([f"backbone.weights={weights}"] * (weights is not None))]
     with user_errors():
-        job = job_settings(run, params, settings, overrides)
+        job = job_settings(run, params, settings, given)
         result = run_job(job, run_dir, resume, force, maps, device, progress)
     out.print(result.summary(run_dir), soft_wrap=True)
 

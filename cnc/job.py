@@ -18,6 +18,8 @@ from cnc import precision, provenance, warm
 from cnc.cost import device_name, measure, write_cost
 from cnc.devices import pick_device
 from cnc.infer import infer_run, load_run
+from cnc.model.backbone import resolve_weights
+from cnc.preflight import check_data, preflight
 from cnc.runs import COST, read_settings, run_lock
 from cnc.settings import RunSettings
 from cnc.train import train
@@ -51,6 +53,7 @@ def run_job(
     """Train (or continue, or reuse) the run, then write its maps, what it cost and where
     it came from."""
     began = time.perf_counter()
+    preflight(settings, run_dir, maps)
     with run_lock(run_dir):
         device = pick_device(device)
         trained = train(settings, run_dir, resume, force, device, progress)
@@ -90,5 +93,7 @@ def infer_job(
 ) -> dict[str, Any]:
     """The test maps of a finished run, with its inference settings and `overrides`."""
     settings = read_settings(run_dir).with_overrides(overrides)
+    check_data(settings.data)
+    resolve_weights(settings.backbone.name, settings.backbone.weights)
     with run_lock(run_dir):
         return infer_run(run_dir, settings.infer, pick_device(device), progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import huggingface_hub
 import numpy as np
 import open_clip
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from cnc.evaluation.maps import image_scores_from_maps, smooth
+from cnc.model import backbone as clip_backbone
 from cnc.model import fnp, losses, moe
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build
@@ -310,13 +312,32 @@ def test_unknown_backbone_and_bad_taps_are_clear_errors():
         FrozenCLIP(tiny_name("ViT-B-16"), "/nonexistent/w.pt", 64, (2, 4, 6))
 
 
-def test_missing_openai_weights_offline_say_where_to_put_them(monkeypatch):
-    def offline(*args, **kwargs):
-        raise RuntimeError("Failed to download (no network)")
-
-    monkeypatch.setattr(open_clip, "create_model", offline)
-    with pytest.raises(BackboneError, match=r"copy that cache.*--set backbone\.weights=PATH"):
+def test_missing_openai_weights_offline_fail_at_once_and_say_what_to_do(tmp_path, monkeypatch):
+    """Not cached and no hub: an error before open_clip is asked (no retries), naming
+    --weights PATH and HF_HUB_OFFLINE."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("tried to load"))
+    with pytest.raises(BackboneError) as info:
         FrozenCLIP("ViT-B-32", "openai", 224, (4, 8, 12))
+    message = str(info.value)
+    assert message.startswith("the OpenAI weights of ViT-B-32 are not in open_clip's cache")
+    assert "cnc train RUN --weights PATH" in message and "HF_HUB_OFFLINE=1" in message
+
+
+def test_openai_weights_in_the_cache_are_loaded_as_a_file_without_the_hub(tmp_path, monkeypatch):
+    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    cached = repo / "snapshots" / "abc123" / "open_clip_model.safetensors"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(clip_backbone, "hub_reachable", lambda *a: pytest.fail("asked the hub"))
+    assert clip_backbone.resolve_weights("ViT-B-32", "openai") == str(cached)
+    assert clip_backbone.resolve_weights("ViT-B-32", "random") is None
+    with pytest.raises(BackboneError, match=r"no such checkpoint file.*--weights PATH"):
+        clip_backbone.resolve_weights("ViT-B-32", str(tmp_path / "missing.pt"))
 
 
 # ----------------------------------------------------------------------------- backbones

@@ -610,3 +610,35 @@ def test_an_fp16_run_resumes_to_the_same_weights_with_its_loss_scaler(
     assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["scaler"]["scale"] < 2.0**16
     train(settings, tmp_path / "cut", resume=True, progress=False)
     assert same_weights(weights(tmp_path / "whole"), weights(tmp_path / "cut"))
+
+
+def test_a_job_checks_data_weights_and_disk_before_writing_anything(
+    data_root, tmp_path, monkeypatch
+):
+    """Cheap checks first: a missing dataset names the command that makes it, missing
+    weights fail before the data loads, a small disk before training; the run folder is
+    never created."""
+    run = tmp_path / "runs" / "x"
+    mvtec = ["--set", "data.dataset=mvtec", "--set", f"data.root={tmp_path / 'mvtec'}"]
+    result = runner.invoke(app, ["train", str(run), *mvtec, "--no-progress"])
+    assert result.exit_code == 1
+    assert f"prepare it with: cnc data fetch mvtec --root {tmp_path / 'mvtec'}" in result.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    ours = [
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        "data.dataset=synthetic",
+        "-s",
+        "train.epochs=1",
+    ]
+    result = runner.invoke(app, ["train", str(run), *ours, "--no-progress"])
+    assert result.exit_code == 1 and "--weights PATH" in result.output
+    result = runner.invoke(app, ["train", str(run), *ours, "--weights", str(tmp_path / "w.pt")])
+    assert result.exit_code == 1 and "w.pt: no such checkpoint file" in result.output
+    monkeypatch.setattr("cnc.preflight.free_bytes", lambda path: 10 * 2**20)
+    tiny = ["--set", "backbone.name=cnc-tiny-ViT-B-32", "--set", "backbone.resolution=64"]
+    result = runner.invoke(app, ["train", str(run), *ours, *tiny, "--weights", "random"])
+    assert result.exit_code == 1 and "GiB are free there" in result.output
+    assert not (tmp_path / "runs").exists()

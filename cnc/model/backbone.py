@@ -10,18 +10,84 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from torch import nn
 
 from cnc.settings import PAPER_BACKBONES, BackboneError, tiny_name
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
+HUB = ("huggingface.co", 443)
+
+
+def cached_weights(backbone: str, tag: str) -> str | None:
+    """The file of open_clip's pretrained `tag` in the Hugging Face cache, if it is there."""
+    repo = open_clip.get_pretrained_cfg(backbone, tag).get("hf_hub", "").rstrip("/")
+    for filename in (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME) if repo else ():
+        found = huggingface_hub.try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether a download could work: HF_HUB_OFFLINE unset and huggingface.co answering."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        socket.create_connection(HUB, timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def weights_advice(backbone: str, problem: str) -> str:
+    """`problem`, then the two ways to give the OpenAI weights without a download."""
+    return (
+        f"{problem}. Either\n"
+        "  - give a checkpoint file: cnc train RUN --weights PATH (params.yaml: backbone: "
+        "{weights: PATH}); make it where there is network with\n"
+        f'    python -c "import open_clip, torch; torch.save(open_clip.create_model('
+        f"'{backbone}', pretrained='openai').state_dict(), 'clip.pt')\"\n"
+        f"  - or fill the cache there (open_clip.create_model('{backbone}', pretrained="
+        "'openai')), copy ~/.cache/huggingface to this machine and set HF_HUB_OFFLINE=1 so "
+        "nothing waits for the network"
+    )
+
+
+def resolve_weights(backbone: str, weights: str) -> str | None:
+    """What open_clip is given to load: None ("random"), a checkpoint file, or "openai"
+    when only a download can provide it. Cheap: a file that is missing, or a download
+    that cannot work, is an error before anything is built (no hub retries)."""
+    if weights == "random":
+        return None
+    if weights != "openai":
+        if not Path(weights).is_file():
+            raise BackboneError(
+                f"backbone.weights {weights}: no such checkpoint file; give an existing one "
+                "(cnc train RUN --weights PATH)"
+            )
+        return weights
+    cached = cached_weights(backbone, weights)
+    if cached is not None:
+        return cached  # loaded as a file: no request to the hub at all
+    if not hub_reachable():
+        where = (
+            f"the OpenAI weights of {backbone} are not in open_clip's cache (~/.cache/huggingface)"
+        )
+        raise BackboneError(
+            weights_advice(backbone, f"{where} and huggingface.co cannot be reached")
+        )
+    return weights
 
 
 def create_clip(
@@ -36,9 +102,7 @@ def create_clip(
     if backbone not in open_clip.list_models():
         known = ", ".join((*PAPER_BACKBONES, *(tiny_name(b) for b in PAPER_BACKBONES)))
         raise BackboneError(f"backbone {backbone!r} unknown; choose one of {known}")
-    pretrained = None if weights == "random" else weights
-    if pretrained not in (None, "openai") and not Path(pretrained).is_file():
-        raise BackboneError(f"weights {weights}: no such checkpoint file")
+    pretrained = resolve_weights(backbone, weights)
     quiet = logging.WARNING if pretrained is None else logging.NOTSET
     # On "meta" the tensors are also created there: no memory, no random initialisation.
     where = torch.device("meta") if str(device) == "meta" else contextlib.nullcontext()
@@ -55,13 +119,8 @@ def create_clip(
     except RuntimeError as exc:
         if pretrained != "openai":
             raise
-        raise BackboneError(
-            f"could not load the OpenAI weights of {backbone} ({exc}). Offline, download "
-            f"them elsewhere (open_clip.create_model('{backbone}', pretrained='openai') "
-            "fills its cache, ~/.cache/huggingface), copy that cache to this machine, or "
-            "save the model's state_dict to a file and give its path: --set "
-            "backbone.weights=PATH (params.yaml: backbone: {weights: PATH})"
-        ) from None
+        problem = f"could not download the OpenAI weights of {backbone} ({exc})"
+        raise BackboneError(weights_advice(backbone, problem)) from None
     finally:
         logging.disable(logging.NOTSET)
     model.eval()

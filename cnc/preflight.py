@@ -1,0 +1,77 @@
+"""What a training job checks before it loads weights or writes anything: the data, the
+encoder weights, and the disk. Each check is cheap (folder listings, a cache lookup, one
+connection attempt, a build on the meta device); a failure names what to do, and the
+run folder is left as it was (not even created).
+
+The feature cache checks its own disk space when it is placed (cnc.features): whether it
+goes to GPU, host memory or disk depends on what is free at that moment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnc.data.layout import LayoutError, dataset_samples
+from cnc.data.registry import REMOTE
+from cnc.io import DiskFullError, free_bytes
+from cnc.model.backbone import FrozenCLIP, resolve_weights
+from cnc.model.network import CNCNetwork
+from cnc.runs import TrainingError
+from cnc.settings import DataSettings, RunSettings
+
+MARGIN = 64 * 2**20  # logs, JSON files, figures
+
+
+def data_command(data: DataSettings) -> str:
+    """The command that prepares `data.root` for its dataset."""
+    if data.dataset in REMOTE:
+        return f"cnc data fetch {data.dataset} --root {data.root}"
+    if data.dataset == "synthetic":
+        return f"cnc data synthetic {data.root}"
+    return f"arrange the images under {data.root} in the MVTec layout (README: Data)"
+
+
+def check_data(data: DataSettings) -> int:
+    """The number of test images, after checking that both splits are readable."""
+    if not Path(data.root).is_dir():
+        raise TrainingError(
+            f"{data.root}: dataset root not found; prepare it with: {data_command(data)}"
+        )
+    try:
+        if not dataset_samples(Path(data.root), "train", data.classes):
+            raise TrainingError(f"{data.root}: no training images")
+        test = dataset_samples(Path(data.root), "test", data.classes)
+    except LayoutError as exc:
+        raise TrainingError(f"{exc}; prepare the data with: {data_command(data)}") from None
+    if not test:
+        raise TrainingError(f"{data.root}: no test images")
+    return len(test)
+
+
+def disk_need(settings: RunSettings, test_images: int) -> int:
+    """Bytes the run folder will need besides the feature cache: the resumable checkpoint
+    (weights and Adam's two moments), the final model and the maps (float16 + mask)."""
+    b = settings.backbone
+    encoder = FrozenCLIP(b.name, "random", b.resolution, b.taps, device="meta")
+    with torch.device("meta"):
+        trainable = sum(p.numel() for p in CNCNetwork(encoder, settings.model).parameters())
+    maps = test_images * settings.infer.map_size**2 * 3
+    return 4 * trainable * 4 + maps + MARGIN
+
+
+def check_disk(run_dir: Path, need: int) -> None:
+    free = free_bytes(run_dir)
+    if free < need:
+        raise DiskFullError(
+            f"{run_dir}: the run needs about {need / 2**30:.2f} GiB and {free / 2**30:.2f} GiB "
+            "are free there; free space or choose a run folder on a larger disk"
+        )
+
+
+def preflight(settings: RunSettings, run_dir: Path, maps: bool = True) -> None:
+    """Data, weights and disk, in that order (cheapest first), before the job starts."""
+    test_images = check_data(settings.data)
+    resolve_weights(settings.backbone.name, settings.backbone.weights)
+    check_disk(Path(run_dir), disk_need(settings, test_images if maps else 0))
