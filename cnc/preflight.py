@@ -15,6 +15,7 @@ import torch
 
 from cnc.data.layout import LayoutError, dataset_samples
 from cnc.data.registry import REMOTE
+from cnc.data.synthetic import SETS
 from cnc.io import DiskFullError, free_bytes
 from cnc.model.backbone import FrozenCLIP, resolve_weights
 from cnc.model.network import CNCNetwork
@@ -28,8 +29,9 @@ def data_command(data: DataSettings) -> str:
     """The command that prepares `data.root` for its dataset."""
     if data.dataset in REMOTE:
         return f"cnc data fetch {data.dataset} --root {data.root}"
-    if data.dataset == "synthetic":
-        return f"cnc data synthetic {data.root}"
+    if data.dataset in SETS:
+        classes = ",".join(data.classes or SETS[data.dataset])
+        return f"cnc data synthetic {data.root} --classes {classes}"
     return f"arrange the images under {data.root} in the MVTec layout (README: Data)"
 
 

@@ -7,13 +7,25 @@ import hashlib
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import label
 from typer.testing import CliRunner
 
 from cnc.cli import app
 from cnc.data.check import check_root
 from cnc.data.manifest import file_hashes
-from cnc.data.prepare import synthetic
-from cnc.data.synthetic import CLASSES, DEFECTS, OBJECTS, TEXTURES, SyntheticSpec, render_sample
+from cnc.data.prepare import prepare_dataset, synthetic
+from cnc.data.synthetic import (
+    CLASSES,
+    DEFECTS,
+    MVTEC_LIKE,
+    OBJECTS,
+    SETS,
+    TEXTURES,
+    VISA_LIKE,
+    SyntheticSpec,
+    render_sample,
+)
+from cnc.errors import SettingsError
 
 runner = CliRunner()
 SMALL = SyntheticSpec(seed=3, image_size=64, train_per_class=3, test_per_class=9)
@@ -41,7 +53,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(small_set, tmp_path):
 def test_layout_passes_check_with_counts(small_set):
     report = check_root(small_set)
     assert report.ok, report.problems
-    assert set(report.classes) == set(CLASSES)
+    assert set(report.classes) == set(MVTEC_LIKE)  # the default: MVTec AD's stand-in
     for cls, counts in report.classes.items():
         assert (counts.train, counts.test_good, counts.test_anomalous) == (3, 3, 6)
         assert set(counts.defect_types) <= set(DEFECTS[cls])
@@ -49,7 +61,8 @@ def test_layout_passes_check_with_counts(small_set):
 
 
 def test_class_and_defect_variety():
-    assert len(CLASSES) >= 6 and len(TEXTURES) == len(OBJECTS) == 3
+    assert len(TEXTURES) == len(OBJECTS) == 3 and len(VISA_LIKE) == 4
+    assert set(SETS["synthetic"]).isdisjoint(SETS["synthetic_visa"])  # two datasets
     kinds = {k for ks in DEFECTS.values() for k in ks}
     assert {"scratch", "hole", "stain", "contamination", "misplaced"} <= kinds
 
@@ -128,3 +141,22 @@ def test_cli_generates_and_rejects_bad_settings(tmp_path):
     bad = runner.invoke(app, ["data", "synthetic", str(tmp_path / "t"), "--classes", "wod"])
     assert bad.exit_code == 1 and "wod" in bad.output
     assert not (tmp_path / "t").exists()
+
+
+def test_the_visa_stand_in_is_its_own_dataset(tmp_path):
+    """VisA's role gets other classes, multi-part scenes, and other bytes than MVTec's."""
+    data = {"synthetic_visa": {"root": str(tmp_path / "v"), "image_size": 64,
+                               "train_per_class": 2, "test_per_class": 6}}  # fmt: skip
+    root, manifest = prepare_dataset("synthetic_visa", data)
+    assert sorted(manifest["counts"]) == sorted(VISA_LIKE)
+    assert check_root(root).ok
+    spec = SyntheticSpec(image_size=96, classes=VISA_LIKE)
+    for cls in ("candle", "capsules", "macaroni"):  # several parts: several blobs
+        image, _ = render_sample(spec, cls, "train", 0, None)
+        parts = label(np.abs(image.astype(int) - np.median(image, axis=(0, 1))).max(-1) > 60)[1]
+        assert parts >= 4, (cls, parts)
+
+
+def test_too_small_images_are_refused_by_name():
+    with pytest.raises(SettingsError, match=r"data\.synthetic\.image_size: 32 is less than"):
+        SyntheticSpec(image_size=32)

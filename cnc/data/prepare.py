@@ -16,7 +16,7 @@ from cnc.data.check import check_root, count_mismatches
 from cnc.data.download import download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
 from cnc.data.registry import DATASET_NAMES, REMOTE, RemoteDataset
-from cnc.data.synthetic import SyntheticSpec, contact_sheet, generate
+from cnc.data.synthetic import SETS, SyntheticSpec, contact_sheet, generate
 from cnc.errors import AlreadyExistsError, SettingsError, UsageError, UserError
 from cnc.io import atomic_dir, read_json, write_json
 
@@ -146,17 +146,19 @@ def dataset_root(data: dict[str, Any], name: str) -> Path:
     return Path(root)
 
 
-def synthetic_spec(data: dict[str, Any]) -> SyntheticSpec:
-    """The synthetic set's settings: SyntheticSpec's defaults, overridden by params.yaml."""
-    return SyntheticSpec(**{k: v for k, v in _entry(data, "synthetic").items() if k != "root"})
+def synthetic_spec(data: dict[str, Any], name: str = "synthetic") -> SyntheticSpec:
+    """A synthetic set's settings: SyntheticSpec's defaults with the set's classes
+    (cnc.data.synthetic.SETS), overridden by params.yaml's data.<name>."""
+    given = {k: v for k, v in _entry(data, name).items() if k != "root"}
+    return SyntheticSpec(**{"classes": SETS[name], **given})
 
 
 def dataset_settings(data: dict[str, Any], name: str) -> dict[str, Any]:
     """Everything dataset `name`'s preparation depends on, defaults resolved (the
     workflow's `--settings` for it, and what re-runs it when changed)."""
     entry = dict(_entry(data, name))
-    if name == "synthetic":
-        entry = {"root": entry.get("root"), **synthetic_spec(data).to_dict()}
+    if name in SETS:
+        entry = {"root": entry.get("root"), **synthetic_spec(data, name).to_dict()}
     return {"downloads": data.get("downloads"), name: entry}
 
 
@@ -169,9 +171,9 @@ def prepare_dataset(
     if name not in DATASET_NAMES:
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     root = dataset_root(data, name)
-    if name == "synthetic":
+    if name in SETS:
         # Replaces an older synthetic set of other settings, never a folder it did not make.
-        manifest = synthetic(synthetic_spec(data), root, force=is_synthetic(root))
+        manifest = synthetic(synthetic_spec(data, name), root, force=is_synthetic(root))
     elif name == "folder":
         manifest = verify_root(root, "folder", counts=None)
     else:

@@ -73,4 +73,4 @@ REMOTE: dict[str, RemoteDataset] = {
     ),
 }
 
-DATASET_NAMES = ("synthetic", "mvtec", "visa", "folder")
+DATASET_NAMES = ("synthetic", "synthetic_visa", "mvtec", "visa", "folder")

@@ -1,10 +1,15 @@
-"""A deterministic synthetic anomaly-detection benchmark in the MVTec layout.
+"""Deterministic synthetic anomaly-detection benchmarks in the MVTec layout.
 
-Three texture classes (wood, carpet, grid) and three object classes (washer,
-capsule, chip). Every image has its own variation (texture phase and warp, object
-pose, colour and lighting), and defective images get one defect drawn from
-geometry, so the pixel mask is exact. Each image is generated from its own seed
-(seed, class, split, index): the same seed gives byte-identical PNG files.
+Two sets, one per role of the paper's datasets at the smoke scale:
+- `synthetic` (MVTec AD's role): three texture classes (wood, carpet, grid) and three
+  single objects (washer, capsule, chip);
+- `synthetic_visa` (VisA's role): VisA-like scenes of several parts or complex
+  structure (pcb, candle, capsules, macaroni): a board with components, four candles,
+  a loose group of capsules, four pasta pieces.
+Every image has its own variation (texture phase and warp, object pose, colour and
+lighting), and defective images get one defect drawn from geometry, so the pixel mask
+is exact. Each image is generated from its own seed (seed, class, split, index): the
+same seed gives byte-identical PNG files.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from cnc.schema import validate
 
 TEXTURES = ("wood", "carpet", "grid")
 OBJECTS = ("washer", "capsule", "chip")
-CLASSES = TEXTURES + OBJECTS
+MVTEC_LIKE = TEXTURES + OBJECTS
+VISA_LIKE = ("pcb", "candle", "capsules", "macaroni")
+CLASSES = MVTEC_LIKE + VISA_LIKE  # appended: a class's seed is its index here
+SETS = {"synthetic": MVTEC_LIKE, "synthetic_visa": VISA_LIKE}  # dataset name -> classes
 
 # Defect kinds each class can show; every kind appears in at least one class.
 DEFECTS: dict[str, tuple[str, ...]] = {
@@ -33,8 +41,13 @@ DEFECTS: dict[str, tuple[str, ...]] = {
     "washer": ("scratch", "hole", "stain", "misplaced"),
     "capsule": ("scratch", "hole", "stain", "contamination", "misplaced"),
     "chip": ("misplaced", "scratch", "contamination", "hole"),
+    "pcb": ("misplaced", "scratch", "contamination", "hole"),
+    "candle": ("stain", "contamination", "hole", "misplaced"),
+    "capsules": ("scratch", "stain", "hole", "misplaced"),
+    "macaroni": ("scratch", "hole", "stain", "contamination"),
 }
 SPLIT_IDS = {"train": 0, "test": 1}
+MIN_SIZE = 48  # smaller images cannot show every defect kind on every class (schema too)
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class SyntheticSpec:
 
     seed: int = 0
     image_size: int = 128
-    classes: tuple[str, ...] = CLASSES
+    classes: tuple[str, ...] = MVTEC_LIKE
     train_per_class: int = 16  # keeps the smoke grid's training minutes short
     test_per_class: int = 24  # a third normal, the rest anomalous
 
@@ -238,6 +251,85 @@ def _chip(rng, size: int) -> Scene:
     return Scene(np.clip(image, 0, 1), bg, np.minimum(body, pins) < 0)
 
 
+# ----------------------------------------------------------------------------- VisA-like
+
+
+def _pcb(rng, size: int) -> Scene:
+    """A board with an IC, two resistors, a capacitor and copper traces."""
+    xx, yy = _grid(size)
+    board = _background(rng, size, (0.16, 0.42, 0.2))
+    image = board.copy()
+    u, v = _rotate(xx, yy, size / 2, size / 2, rng.normal(0, 0.04))
+    for offset in (-0.3, -0.1, 0.1, 0.3):  # traces
+        trace = np.abs(v - offset * size - rng.normal(0, 0.01) * size) - size * 0.012
+        image = _mix(image, (0.72, 0.55, 0.25), _coverage(trace) * 0.8)
+    jitter = rng.normal(0, 0.015, (4, 2)) * size
+    ic = _box_sdf(u + 0.15 * size - jitter[0, 0], v - jitter[0, 1], size * 0.14, size * 0.14, 1)
+    res1 = _box_sdf(u - 0.22 * size - jitter[1, 0], v + 0.22 * size, size * 0.09, size * 0.035, 2)
+    res2 = _box_sdf(u - 0.22 * size - jitter[2, 0], v - 0.2 * size, size * 0.09, size * 0.035, 2)
+    cap = np.hypot(u - 0.25 * size - jitter[3, 0], v - jitter[3, 1]) - size * 0.07
+    for sdf, colour in (
+        (ic, (0.1, 0.1, 0.11)),
+        (res1, (0.55, 0.42, 0.3)),
+        (res2, (0.3, 0.38, 0.6)),
+        (cap, (0.75, 0.72, 0.68)),
+    ):
+        image = _mix(image, _jitter_colour(rng, colour, 0.05), _coverage(sdf))
+    parts = np.minimum.reduce([ic, res1, res2, cap])
+    return Scene(np.clip(image, 0, 1), board, parts < 0)
+
+
+def _candle(rng, size: int) -> Scene:
+    """Four white candles, seen from above, each with a dark wick."""
+    xx, yy = _grid(size)
+    bg = _background(rng, size, (0.12, 0.1, 0.1))
+    image, shapes = bg.copy(), []
+    for cx, cy in ((0.28, 0.28), (0.72, 0.28), (0.28, 0.72), (0.72, 0.72)):
+        x, y = (np.array([cx, cy]) + rng.normal(0, 0.015, 2)) * size
+        r = size * 0.19 * rng.uniform(0.96, 1.04)
+        d = np.hypot(xx - x, yy - y)
+        wax = _jitter_colour(rng, (0.93, 0.9, 0.84), 0.02) * (1 - 0.25 * (d / r) ** 2)[..., None]
+        image = image * (1 - _coverage(d - r)[..., None]) + wax * _coverage(d - r)[..., None]
+        image = _mix(image, (0.15, 0.12, 0.1), _coverage(d - size * 0.018))
+        shapes.append(d - r)
+    return Scene(np.clip(image, 0, 1), bg, np.minimum.reduce(shapes) < 0)
+
+
+def _capsules(rng, size: int) -> Scene:
+    """A loose group of five green capsules at random places and angles."""
+    xx, yy = _grid(size)
+    bg = _background(rng, size, (0.88, 0.88, 0.86))
+    image, shapes = bg.copy(), []
+    centres = [(0.3, 0.25), (0.7, 0.25), (0.5, 0.5), (0.3, 0.75), (0.7, 0.75)]
+    for cx, cy in centres:
+        x, y = (np.array([cx, cy]) + rng.normal(0, 0.03, 2)) * size
+        u, v = _rotate(xx, yy, x, y, rng.uniform(0, np.pi))
+        radius = size * 0.06
+        shape = _box_sdf(u, v, size * 0.14, radius, radius)
+        shading = (1 - 0.35 * np.clip(v / radius, -1, 1) ** 2)[..., None]
+        colour = _jitter_colour(rng, (0.2, 0.55, 0.3), 0.05) * shading
+        image = image * (1 - _coverage(shape)[..., None]) + colour * _coverage(shape)[..., None]
+        shapes.append(shape)
+    return Scene(np.clip(image, 0, 1), bg, np.minimum.reduce(shapes) < 0)
+
+
+def _macaroni(rng, size: int) -> Scene:
+    """Four ring-shaped pasta pieces on a textured mat."""
+    xx, yy = _grid(size)
+    mat = _background(rng, size, (0.35, 0.3, 0.28)) * (1 + 0.06 * _noise(rng, size, 1.2))[..., None]
+    image, shapes = mat.copy(), []
+    for cx, cy in ((0.28, 0.3), (0.72, 0.28), (0.3, 0.72), (0.7, 0.7)):
+        x, y = (np.array([cx, cy]) + rng.normal(0, 0.02, 2)) * size
+        r_out = size * 0.15 * rng.uniform(0.95, 1.05)
+        d = np.hypot(xx - x, yy - y)
+        ring = np.maximum(d - r_out, r_out * 0.5 - d)
+        colour = _jitter_colour(rng, (0.93, 0.8, 0.5), 0.04)
+        pasta = colour * (1 + 0.05 * _noise(rng, size, 0.8))[..., None]
+        image = image * (1 - _coverage(ring)[..., None]) + pasta * _coverage(ring)[..., None]
+        shapes.append(ring)
+    return Scene(np.clip(image, 0, 1), np.clip(mat, 0, 1), np.minimum.reduce(shapes) < 0)
+
+
 RENDER: dict[str, Callable[[np.random.Generator, int], Scene]] = {
     "wood": _wood,
     "carpet": _carpet,
@@ -245,6 +337,10 @@ RENDER: dict[str, Callable[[np.random.Generator, int], Scene]] = {
     "washer": _washer,
     "capsule": _capsule,
     "chip": _chip,
+    "pcb": _pcb,
+    "candle": _candle,
+    "capsules": _capsules,
+    "macaroni": _macaroni,
 }
 
 
@@ -380,7 +476,10 @@ def render_sample(
         image, mask = APPLY[defect](rng, scene, spec.image_size)
         if mask.sum() >= min_pixels:
             return _to_uint8(image), mask.astype(np.uint8) * 255
-    raise RuntimeError(f"could not draw a visible {defect} on {cls} #{index}")
+    raise SettingsError(
+        f"data.synthetic.image_size {spec.image_size}: too small to draw a visible {defect} "
+        f"on {cls} #{index}; use {MIN_SIZE} px or more"
+    )
 
 
 def test_plan(spec: SyntheticSpec, cls: str) -> list[str | None]:
