@@ -309,7 +309,7 @@ def test_intervals_sd_and_marks_in_markdown_latex_and_csv():
     table = Table("t", "", ["row", "cell"], [("a", [[n, zero]])])
     md = markdown([table], [])
     assert "| a | **98.6**† ±0.4 (SD 0.3)/0.0 |" in md
-    tex = latex([table], [])
+    tex = latex([table], [], "t")
     assert "\\textbf{98.6}$^\\dagger$\\,{\\scriptsize$\\pm$0.4}\\,{\\scriptsize(SD 0.3)}/0.0" in tex
     frame = tidy([table])
     row = frame.iloc[0]

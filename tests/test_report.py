@@ -482,3 +482,19 @@ def test_code_state_outside_a_git_checkout_is_the_sources_hash(tmp_path, monkeyp
         provenance.code_state.cache_clear()
     assert state["commit"] is None and state["dirty"] is None
     assert state["sources"] == provenance.code.fingerprint(("cnc",))
+
+
+@pytest.mark.parametrize("name", ["table1", "table2", "table4", "table5"])
+def test_latex_tables_are_floats_with_caption_label_and_a_visible_warning(smoke_reports, name):
+    root, _ = smoke_reports
+    tex = (root / "reports" / f"{name}.tex").read_text()
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    floats = body.count("\\begin{table}")
+    assert floats >= 1 and floats == body.count("\\end{table}") == body.count("\\caption{")
+    labels = re.findall(r"\\label\{(tab:[a-z0-9-]+)\}", body)
+    assert len(labels) == floats == len(set(labels)) and labels[0].startswith(f"tab:{name}")
+    assert body.count("\\toprule") == body.count("\\bottomrule") == floats
+    assert "\\textbf{Not comparable to the paper.}" in body  # visible, not only a comment
+    assert "one seed per run" in body and "seeds: 1" not in tex
+    assert body.isascii()  # every symbol escaped
+    assert body.count("{") == body.count("}")

@@ -47,7 +47,7 @@ def write_reports(
         if "md" in b.experiment.files:
             write_text(reports_dir / f"{b.name}.md", markdown(b.tables, head))
         if "tex" in b.experiment.files:
-            write_text(reports_dir / f"{b.name}.tex", latex(b.tables, head))
+            write_text(reports_dir / f"{b.name}.tex", latex(b.tables, head, b.name))
         with atomic_path(reports_dir / f"{b.name}.csv") as tmp:
             b.frame.to_csv(tmp, index=False)
         for figure in b.experiment.figures:

@@ -78,7 +78,7 @@ def preamble(
         f"## {title}",
         "",
         f"Scale: **{params['scale']}**; trained and evaluated on: {', '.join(datasets)}; "
-        f"seeds: {seeds}" + (" (numbers are means over seeds)" if seeds > 1 else "") + ".",
+        + (f"{seeds} seeds (each number is their mean)." if seeds > 1 else "one seed per run."),
         experiment.source if experiment else METRICS_SOURCE,
     ]
     replicates = [r.replicates.count for r in results if r.replicates is not None]
@@ -201,8 +201,13 @@ def per_class(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Pa
         notes=[
             "Cells: " + "/".join(METRIC_LABELS[m] for m in METRICS) + ". Bold: best, "
             "underlined: second best among the methods of the row. Difference: this "
-            "benchmark minus the paper's CNC (called CND in its tables)."
-            + ("" if same else " Per-class paper numbers are left out: other classes.")
+            "benchmark minus the paper's CNC (the method the paper's tables label CND)."
+            + (
+                ""
+                if same
+                else " The paper's per-class numbers are not shown: these runs were tested "
+                "on other classes than the paper's, so only its means are given, for layout."
+            )
         ],
     )
     mark_rows(table, list(range(len(methods) + 1)))
