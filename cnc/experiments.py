@@ -279,8 +279,8 @@ def run_figure(key: str, run: str) -> str:
 
 
 def figure_files(params: dict[str, Any], target: str = DEFAULT_TARGET) -> list[str]:
-    """Every figure `cnc report --target` draws: each experiment's, and one per run where
-    asked."""
+    """Every figure file `cnc report --target` draws: each experiment's, and one per run
+    where asked; each as PNG and as PDF (vector)."""
     chosen, grid = experiments(target), cells(params, target)
     per_run = {
         run_figure(key, r): None
@@ -289,12 +289,20 @@ def figure_files(params: dict[str, Any], target: str = DEFAULT_TARGET) -> list[s
         for c in grid[name]
         for r in c.runs
     }
-    return [f for e in chosen.values() for f in e.figures] + list(per_run)
+    pngs = [f for e in chosen.values() for f in e.figures] + list(per_run)
+    return [name for png in pngs for name in (png, png.removesuffix(".png") + ".pdf")]
 
 
 def heatmap_runs(params: dict[str, Any]) -> list[str]:
-    """The runs whose heat maps the workflow draws (the main runs of Tables 1 and 3)."""
+    """The runs whose heat maps the workflow draws: `evaluate.heatmaps` says main (those of
+    Tables 1 and 3), all, or none."""
+    which = (params.get("evaluate") or {}).get("heatmaps", "main")
     grid = cells(params)
-    return sorted(
-        {r for name, e in EXPERIMENTS.items() if e.heatmaps for c in grid[name] for r in c.runs}
-    )
+    chosen = {
+        r
+        for name, e in EXPERIMENTS.items()
+        if which == "all" or (which == "main" and e.heatmaps)
+        for c in grid[name]
+        for r in c.runs
+    }
+    return sorted(chosen)

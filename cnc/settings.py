@@ -218,6 +218,8 @@ class EvaluateSettings(_Section):
     # the same test images share them (paired differences).
     bootstrap: int = 1000
     bootstrap_seed: int = 0
+    # Which runs the workflow draws heat maps for: "main" (Tables 1 and 3), "all", "none".
+    heatmaps: str = "main"
 
     def protocol(self) -> dict[str, Any]:
         return {

@@ -104,7 +104,9 @@ def test_every_table_and_figure_is_written(smoke_reports):
     for f in experiments.report_files():
         assert (root / "reports" / f).stat().st_size > 0, f
     for f in experiments.figure_files(PARAMS):
-        assert (root / "figures" / f).read_bytes()[:4] == b"\x89PNG", f
+        magic = b"%PDF" if f.endswith(".pdf") else b"\x89PNG"
+        assert (root / "figures" / f).read_bytes()[:4] == magic, f
+    assert {f.rsplit(".", 1)[1] for f in experiments.figure_files(PARAMS)} == {"png", "pdf"}
     assert len(written) == len(experiments.report_files()) + len(experiments.figure_files(PARAMS))
 
 
@@ -498,3 +500,13 @@ def test_latex_tables_are_floats_with_caption_label_and_a_visible_warning(smoke_
     assert "one seed per run" in body and "seeds: 1" not in tex
     assert body.isascii()  # every symbol escaped
     assert body.count("{") == body.count("}")
+
+
+def test_heatmaps_are_drawn_for_the_runs_the_evaluate_section_names():
+    p = copy.deepcopy(PARAMS)
+    main = experiments.heatmap_runs(p)
+    assert MAIN in main and len(main) == 2  # Tables 1 and 3
+    p["evaluate"]["heatmaps"] = "all"
+    assert experiments.heatmap_runs(p) == sorted(grid.grid_points(p))
+    p["evaluate"]["heatmaps"] = "none"
+    assert experiments.heatmap_runs(p) == []

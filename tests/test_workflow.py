@@ -4,6 +4,7 @@ same tables, resume after an interruption, re-run what a changed setting affects
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -72,7 +73,12 @@ def tables(work: Path) -> dict[str, str]:
     timed = {name for name, e in experiments.EXPERIMENTS.items() if e.measured}
     files = [f for f in experiments.report_files() if f.split(".")[0] not in timed]
     assert files and len(files) < len(experiments.report_files())
-    return {f: (reports / f).read_text() for f in files if f.endswith((".csv", ".md"))}
+    # Provenance (which checkout, and whether it had uncommitted changes) may differ.
+    return {
+        f: re.sub(r"(?m)^Provenance: .*$", "", (reports / f).read_text())
+        for f in files
+        if f.endswith((".csv", ".md"))
+    }
 
 
 def interrupt_after_two_runs(command: list[str], work: Path) -> set[str]:

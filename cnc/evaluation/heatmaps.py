@@ -56,13 +56,13 @@ def class_heatmap(
     """Image, ground truth and overlay of a few images; `scores` are their image scores."""
     low, high = colour_scale(data)
     rows = pick(data, n_normal, n_anomalous)
-    fig = Figure(figsize=(6, 2 * len(rows)))
+    fig = Figure(figsize=(6.6, 2 * len(rows)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for row, index in enumerate(rows):
         image = _source(str(data.paths[index]), data.maps.shape[1:])
-        kind = "anomalous" if data.labels[index] else "normal"
+        name = "/".join(Path(str(data.paths[index])).parts[-2:])  # e.g. hole/009.png
         panels = (
-            (image, None, f"{kind} #{index}"),
+            (image, None, name),
             (data.masks[index], "gray", "ground truth"),
             (image, None, f"score {scores[index]:.3g}"),
         )
@@ -71,9 +71,13 @@ def class_heatmap(
             ax.imshow(picture, cmap=cmap, vmin=0, vmax=1 if cmap else None)
             ax.set_title(label, fontsize=8)
             ax.axis("off")
-        axes[row, 2].imshow(data.maps[index], cmap="jet", vmin=low, vmax=high, alpha=0.5)
+        shown = axes[row, 2].imshow(data.maps[index], cmap="jet", vmin=low, vmax=high, alpha=0.5)
+        bar = fig.colorbar(shown, ax=axes[row, 2], fraction=0.046)
+        bar.ax.tick_params(labelsize=6)
     fig.suptitle(
-        f"{title}\ncolour scale {low:.3g} (median normal) to {high:.3g} (max normal)", fontsize=9
+        f"{title}\nanomaly score, colour scale {low:.3g} (median normal pixel) to {high:.3g} "
+        "(highest normal pixel)",
+        fontsize=8,
     )
     fig.tight_layout()
     with atomic_path(out) as tmp:

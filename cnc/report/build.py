@@ -8,7 +8,7 @@ from typing import Any
 from cnc import grid, provenance
 from cnc.experiments import DEFAULT_TARGET, experiments, report_files, run_figure
 from cnc.io import atomic_path, write_json, write_text
-from cnc.report.figures import FIGURES, RUN_FIGURES
+from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
 from cnc.report.layouts import Built, build, preamble
 from cnc.report.render import latex, markdown
 
@@ -52,12 +52,12 @@ def write_reports(
             b.frame.to_csv(tmp, index=False)
         for figure in b.experiment.figures:
             FIGURES[figure](b, runs_dir, figures_dir / figure, sub)
-            figures.append(figures_dir / figure)
+            figures += [figures_dir / figure, (figures_dir / figure).with_suffix(VECTOR)]
         for key in b.experiment.run_figures:
             for run in dict.fromkeys(r for c in b.cells for r in c.runs):
                 path = figures_dir / run_figure(key, run)
                 RUN_FIGURES[key](run, runs_dir, path, sub)
-                figures.append(path)
+                figures += [path, path.with_suffix(VECTOR)]
     if target != DEFAULT_TARGET:
         return [reports_dir / f for f in report_files(target)] + figures
     runs = {
@@ -73,7 +73,12 @@ def write_reports(
     }
     write_json(reports_dir / "summary.json", summary)
     head = preamble(params, "CNC benchmark reports", [r for b in built for r in b.results])
-    links = [f"- [{f.name}](../../figures/{params['scale']}/{f.name})" for f in figures]
+    folder = f"../../figures/{params['scale']}"
+    links = [
+        f"- [{f.name}]({folder}/{f.name}) ([PDF]({folder}/{f.with_suffix(VECTOR).name}))"
+        for f in figures
+        if f.suffix != VECTOR
+    ]
     index = [*head, "", "Tables and data:", *map(_index_line, built), "", "Figures:", *links]
     write_text(reports_dir / "README.md", "\n".join(index) + "\n")
     return [reports_dir / f for f in report_files()] + figures

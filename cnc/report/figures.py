@@ -11,71 +11,138 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnc.io import atomic_path
 from cnc.report.layouts import Built
 from cnc.report.results import train_log
 
+VECTOR = ".pdf"  # every figure is also saved as a vector file beside its PNG
+COMPONENTS = ("MLF", "CNC", "MoE")  # Table 2's switches, in its column order
+
 
 def _save(fig: Figure, path: Path) -> None:
+    """The PNG (for Markdown and a quick look) and the PDF (for a paper) of `fig`."""
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    for target, kind in ((path, "png"), (path.with_suffix(VECTOR), "pdf")):
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=kind, dpi=150)
+
+
+def _dataset(built: Built) -> str:
+    names = sorted({r.dataset or "unknown" for r in built.results})
+    return ", ".join(names)
 
 
 def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
-    """Grouped bars: mTotal per backbone, one bar per resolution (the paper's Fig. 4)."""
+    """Grouped bars: mTotal per backbone, one bar per resolution (the paper's Fig. 4),
+    with the 95 % bootstrap interval; the paper's stated points as stars."""
     data = built.frame
     backbones = list(dict.fromkeys(data["backbone"]))
     resolutions = sorted(set(data["resolution"]))
-    fig = Figure(figsize=(7, 3.6))
+    fig = Figure(figsize=(7.5, 4.4))
     ax = fig.subplots()
     width = 0.8 / len(resolutions)
     x = np.arange(len(backbones))
+    starred = False
     for i, res in enumerate(resolutions):
         part = data[data["resolution"] == res].set_index("backbone").reindex(backbones)
-        err = part["std"].astype(float).fillna(0).to_numpy()
-        ax.bar(x + i * width, part["mtotal"], width, yerr=err, label=f"{res}x{res}")
-        known = part["paper_mtotal"].astype(float)
-        for j, value in enumerate(known):
+        mtotal = part["mtotal"].astype(float).to_numpy()
+        low = part["mtotal_lower"].astype(float).to_numpy()
+        high = part["mtotal_upper"].astype(float).to_numpy()
+        err = np.nan_to_num(np.stack([mtotal - low, high - mtotal]))
+        trained = sorted(set(part["trained_resolution"].dropna().astype(int)))
+        label = f"{res} px" + (
+            f" (trained at {trained[0]} px)" if trained not in ([], [res]) else ""
+        )
+        ax.bar(x + i * width, mtotal, width, yerr=err, capsize=2, label=label)
+        for j, value in enumerate(part["paper_mtotal"].astype(float)):
             if not np.isnan(value):
-                ax.plot(x[j] + i * width, value, "k*", markersize=10, label="paper (stated)")
+                ax.plot(x[j] + i * width, value, "k*", markersize=9,
+                        label=None if starred else "paper (stated in its text)")  # fmt: skip
+                starred = True
     ax.set_xticks(x + width * (len(resolutions) - 1) / 2, backbones)
-    ax.set_ylabel("mTotal (mean of the five metrics, %)")
-    low = float(np.nanmin(data["mtotal"])) if len(data) else 0.0
-    ax.set_ylim(max(0.0, low - 10), 100)
-    ax.legend(fontsize=7, ncols=3)
-    ax.set_title(f"Fig. 4: backbone and resolution, MVTec AD role\n{subtitle}", fontsize=9)
+    ax.set_ylabel("mTotal (%, mean of the five metrics)")
+    ax.set_ylim(0, 100)  # bars start at 0: their lengths compare
+    ax.legend(fontsize=7, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    notes = ["error bars: 95 % bootstrap interval"]
+    twins = _identical_columns(data, backbones)
+    if twins:
+        notes.append(
+            f"{' = '.join(twins)}: the same tiny stand-in (patch 14, random weights) trained "
+            "at the same resolution, so the same numbers"
+        )
+    ax.set_title(
+        f"Fig. 4: backbone and input resolution ({_dataset(built)})\n{subtitle}", fontsize=9
+    )
+    fig.text(0.01, 0.01, "; ".join(notes), fontsize=6.5, va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path)
+
+
+def _identical_columns(data, backbones: list[str]) -> list[str]:
+    """Backbones whose every bar equals another's (at the smoke scale, ViT-L-14 and
+    ViT-L-14-336 are one tiny architecture)."""
+    columns = {b: tuple(data[data["backbone"] == b].sort_values("resolution")["mtotal"])
+               for b in backbones}  # fmt: skip
+    for a in backbones:
+        same = [b for b in backbones if b != a and columns[b] == columns[a]]
+        if same:
+            return [a, *same]
+    return []
+
+
+def _grid(table, position: int, skip: str = "None") -> tuple[np.ndarray, list[str]]:
+    rows = [label for label, _ in table.rows if label != skip]
+    grid = np.full((len(rows), len(table.header) - 1), np.nan)
+    for i, (_, cells) in enumerate(r for r in table.rows if r[0] != skip):
+        for j, cell in enumerate(cells):
+            if isinstance(cell, list) and cell[position].value is not None:
+                grid[i, j] = cell[position].value
+    return grid, rows
+
+
+def _moe_off(table, position: int) -> str:
+    """The MoE-off ("None") row's value, for the panel title (it has no T or K)."""
+    for label, cells in table.rows:
+        if label == "None" and isinstance(cells[0], list) and cells[0][position].value is not None:
+            return f"; MoE off: {cells[0][position].value:.1f}"
+    return ""
 
 
 def table4_heatmap(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
-    """I-AUROC and P-AUROC over T (rows) x K (columns); blank where K > T."""
-    table = built.tables[0]
-    rows = [label for label, _ in table.rows]
-    columns = table.header[1:]
-    fig = Figure(figsize=(8, 3.6))
-    for position, (ax, name) in enumerate(
-        zip(fig.subplots(1, 2), ("I-AUROC", "P-AUROC"), strict=True)
-    ):
-        grid = np.full((len(rows), len(columns)), np.nan)
-        for i, (_, cells) in enumerate(table.rows):
-            for j, cell in enumerate(cells):
-                if isinstance(cell, list) and cell[position].value is not None:
-                    grid[i, j] = cell[position].value
-        image = ax.imshow(grid, cmap="viridis")
-        for i in range(len(rows)):
-            for j in range(len(columns)):
-                if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                            color="white")  # fmt: skip
-        ax.set_xticks(range(len(columns)), columns, fontsize=8)
-        ax.set_yticks(range(len(rows)), rows, fontsize=8)
-        ax.set_title(name, fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.suptitle(f"Table 4: MoE experts T and top K\n{subtitle}", fontsize=9)
+    """I-AUROC and P-AUROC over T (rows) x K (columns), this benchmark's and the paper's;
+    blank where K > T or the paper gives no value."""
+    panels = [(t, "paper" if t.section == "paper" else "this benchmark") for t in built.tables]
+    fig = Figure(figsize=(9, 3.4 * len(panels)))
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for (table, who), row_axes in zip(panels, axes, strict=True):
+        columns = table.header[1:]
+        for position, (ax, name) in enumerate(zip(row_axes, ("I-AUROC", "P-AUROC"), strict=True)):
+            grid, rows = _grid(table, position)
+            shown = np.ma.masked_invalid(grid)
+            image = ax.imshow(shown, cmap="viridis")
+            finite = grid[np.isfinite(grid)]
+            middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+            for i, j in zip(*np.nonzero(np.isfinite(grid)), strict=True):
+                colour = "black" if grid[i, j] > middle else "white"  # dark on yellow
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                        color=colour)  # fmt: skip
+            ax.set_xticks(range(len(columns)), columns, fontsize=8)
+            ax.set_yticks(range(len(rows)), rows, fontsize=8)
+            ax.set_xlabel("top K", fontsize=8)
+            ax.set_ylabel("experts T", fontsize=8)
+            ax.set_title(f"{who}: {name}{_moe_off(table, position)}", fontsize=9)
+            if finite.size:
+                fig.colorbar(image, ax=ax, fraction=0.046).set_label(f"{name} (%)", fontsize=8)
+    fig.suptitle(f"Table 4: MoE experts T and top K ({_dataset(built)})\n{subtitle}", fontsize=9)
     _save(fig, path)
+
+
+def components(switches: list[str]) -> str:
+    """Table 2's switch cells as words: "MLF+CNC", "none"."""
+    on = [name for name, cell in zip(COMPONENTS, switches, strict=True) if cell == "✓"]
+    return "+".join(on) or "none"
 
 
 def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
@@ -86,39 +153,51 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     theirs = np.array(
         [[np.nan if n.value is None else n.value for n in cells[5]] for _, cells in table.rows]
     )
-    fig = Figure(figsize=(7.5, 4.2))
+    fig = Figure(figsize=(8, 4.4))
     ax = fig.subplots()
     x = np.arange(len(labels))
+    handles = []
     for i, name in enumerate(("I-AUROC", "P-AUROC", "AUPRO")):
-        ax.bar(x + i * 0.27, ours[:, i], 0.27, label=f"{name} (this benchmark)")
-        ax.bar(x + i * 0.27, theirs[:, i], 0.27, fill=False, edgecolor="black", linewidth=0.6,
-               label="paper" if i == 0 else None)  # fmt: skip
-    switches = [f"{r}\n{''.join('M' if c == '✓' else '-' for c in cells[:3])}"
-                for r, (_, cells) in zip(labels, table.rows, strict=True)]  # fmt: skip
-    ax.set_xticks(x + 0.27, switches, fontsize=8)
+        handles.append(ax.bar(x + i * 0.27, ours[:, i], 0.27, label=f"{name} (this benchmark)"))
+        outline = ax.bar(x + i * 0.27, theirs[:, i], 0.27, fill=False, edgecolor="black",
+                         linewidth=0.6, label="paper")  # fmt: skip
+    if not np.isnan(theirs).all():
+        handles.append(outline)
+    names = [f"{r}\n{components(cells[:3])}" for r, (_, cells) in zip(labels, table.rows,
+             strict=True)]  # fmt: skip
+    ax.set_xticks(x + 0.27, names, fontsize=7.5)
+    ax.set_xlabel("Table 2 row: the components switched on", fontsize=8)
     ax.set_ylabel("%")
-    low = np.nanmin(np.concatenate([ours.ravel(), theirs.ravel()]))
-    ax.set_ylim(max(0.0, low - 10), 100)
-    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    ax.set_title(f"Table 2 ablation (row, then MLF/CNC/MoE on: M)\n{subtitle}", fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.legend(handles=handles, fontsize=7, ncols=4, loc="upper center",
+              bbox_to_anchor=(0.5, -0.22))  # fmt: skip
+    ax.set_title(f"Table 2: ablation of MLF, CNC and MoE ({_dataset(built)})\n{subtitle}",
+                 fontsize=9)  # fmt: skip
     _save(fig, path)
 
 
 def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Distillation and total loss per epoch of the Table 2 runs (first seed)."""
+    switches = {label: components(cells[:3]) for label, cells in built.tables[0].rows}
     logs = {c.row: train_log(runs_dir, c.runs[0]) for c in built.cells}
-    fig = Figure(figsize=(8, 3.6))
+    fig = Figure(figsize=(8.5, 3.8))
     axes = fig.subplots(1, 2)
     for name, log in logs.items():
         for ax, term in zip(axes, ("distill", "total"), strict=True):
-            ax.plot(log["epoch"], log[term], marker=".", label=f"Table 2 row {name}")
+            label = f"{name}: {switches.get(name, '')}"
+            ax.plot(log["epoch"], log[term], marker=".", label=label)
     for ax, term in zip(axes, ("L_distill (eq. 9)", "L_total (eq. 16)"), strict=True):
         ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{term.split(' ')[0]} (log scale)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(term, fontsize=9)
         ax.set_yscale("log")
-    axes[0].legend(fontsize=6)
-    fig.suptitle(f"Training curves\n{subtitle}", fontsize=9)
+        # a narrow range holds few powers of ten: label 1, 2 and 5 times each
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    axes[0].legend(fontsize=6, title="Table 2 row: components", title_fontsize=6)
+    fig.suptitle(f"Training curves of the Table 2 runs\n{subtitle}", fontsize=9)
     _save(fig, path)
 
 

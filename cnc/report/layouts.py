@@ -20,7 +20,14 @@ from cnc.evaluation.metrics import METRICS
 from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
 from cnc.report import paper
 from cnc.report.render import DIFFERS, Num, Table, mark, mark_columns, mark_rows, tidy
-from cnc.report.results import CellResult, Stat, cell_result, defect_results, read_cost
+from cnc.report.results import (
+    CellResult,
+    Stat,
+    cell_result,
+    defect_results,
+    read_cost,
+    trained_resolution,
+)
 
 OURS = "this benchmark"
 METRIC_LABELS = {
@@ -359,6 +366,7 @@ def backbone_resolution(
             {
                 "backbone": c.row,
                 "resolution": int(c.column),
+                "trained_resolution": trained_resolution(runs_dir, c.runs[0]),
                 "mtotal": result.mtotal.mean,
                 "std": result.mtotal.std,
                 "mtotal_lower": (result.mtotal.interval or (None, None))[0],

@@ -23,7 +23,7 @@ from cnc.evaluation.replicates import (
     paired,
 )
 from cnc.io import read_json
-from cnc.runs import BOOTSTRAP, COST, METRICS_JSON, TRAIN_LOG, dataset_of
+from cnc.runs import BOOTSTRAP, CONFIG, COST, METRICS_JSON, TRAIN_LOG, dataset_of
 
 
 class ResultsError(UserError, FileNotFoundError):
@@ -162,6 +162,13 @@ def defect_results(runs_dir: Path, names: tuple[str, ...]) -> dict[str, dict[str
             }
             out.setdefault(cls, {})[defect] = {"images": first["images"], **stats}
     return out
+
+
+def trained_resolution(runs_dir: Path, name: str) -> int | None:
+    """The input resolution a run was trained at (its config.json), which the smoke
+    scale divides from the paper's."""
+    path = Path(runs_dir) / name / CONFIG
+    return read_json(path).get("backbone", {}).get("resolution") if path.is_file() else None
 
 
 def read_cost(runs_dir: Path, name: str) -> dict[str, Any]:
