@@ -31,11 +31,17 @@ from cnc.console import (
 from cnc.errors import UsageError
 from cnc.experiments import DEFAULT_TARGET
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-data_app = typer.Typer(no_args_is_help=True, help="Prepare, check and generate datasets.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode="markdown"
+)
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown", help="Prepare, check and generate datasets."
+)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-workflow_app = typer.Typer(no_args_is_help=True, help="The experiment grid and dvc.yaml.")
+workflow_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown", help="The experiment grid and dvc.yaml."
+)
 app.add_typer(workflow_app, name="workflow")
 
 Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
@@ -388,6 +394,18 @@ def list_runs(
         print(json.dumps(listing, indent=2))
     else:
         print("\n".join(entry["dir"] for entry in listing.values()))
+
+
+@workflow_app.command("check")
+def workflow_check(params: Params = DEFAULT_PARAMS) -> None:
+    """Validate params.yaml (schema, keys given twice, every run of the grid); exit 1
+    naming the key. `dvc repro` runs it whenever params.yaml changes."""
+    from cnc import grid
+    from cnc.params import load_params
+
+    with user_errors():
+        runs = grid.check_grid(load_params(params))
+    out.print(f"{params}: valid ({len(runs)} runs)")
 
 
 @workflow_app.command("dvc")

@@ -267,11 +267,15 @@ def tables() -> list[str]:
     return [name for name, e in EXPERIMENTS.items() if e.is_table]
 
 
+HEADLINE = "headline.json"  # DVC's metrics: a few numbers, so `dvc metrics show` fits a terminal
+
+
 def report_files(target: str = DEFAULT_TARGET) -> list[str]:
     """Every file `cnc report --target` writes in the report folder; the default target
     adds the summary and the index."""
     own = [f"{name}.{ext}" for name, e in experiments(target).items() for ext in e.files]
-    return own + (["summary.json", "README.md"] if target == DEFAULT_TARGET else [])
+    extra = ["summary.json", HEADLINE, "README.md"]
+    return own + (extra if target == DEFAULT_TARGET else [])
 
 
 def run_figure(key: str, run: str) -> str:

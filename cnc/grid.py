@@ -129,6 +129,12 @@ def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:
 
 def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
     """Every run resolved once, so a bad combination fails before anything runs."""
+    main = params["main"]
+    if main["experts"] and not 1 <= main["top_k"] <= main["experts"]:
+        raise SettingsError(
+            f"main.top_k: {main['top_k']} with main.experts {main['experts']}; the top K of T "
+            "experts needs 1 <= K <= T"
+        )
     points = grid_points(params)
     used = sorted({dataset_of(params, p) for p in points.values()})
     missing = [d for d in used if d not in params["data"]["prepare"]]

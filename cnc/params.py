@@ -51,7 +51,8 @@ def read_structured(value: str | Path, option: str) -> Any:
     if not path.is_file():
         raise SettingsError(f"{option} {path}: not found; give a file or inline JSON")
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # JSON is YAML too
+        with open(path) as stream:  # a stream, so that errors name the file
+            return yaml.load(stream, Loader=_UniqueKeyLoader)  # JSON is YAML too
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path}: not valid YAML ({exc})") from None
 
@@ -68,3 +69,9 @@ def load_params(value: str | Path = DEFAULT, scale: str | None = None) -> dict[s
         params = {**params, "scale": scale}
     validate_params(params, "--params (inline JSON)" if str(value).startswith("{") else str(value))
     return params
+
+
+def check_file(path: str | Path = DEFAULT) -> None:
+    """Read params.yaml as the commands do, so a key given twice is an error where a
+    plain YAML reader (Snakemake's configfile) would keep the last value silently."""
+    read_structured(path, str(path))

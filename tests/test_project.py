@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from cnc import dvcfile
+from cnc.cli import app
 from cnc.errors import SettingsError
 from cnc.params import load_params, validate_params
 
@@ -53,8 +56,33 @@ def test_schema_errors_name_the_key(change, key):
 def test_a_key_given_twice_in_params_yaml_is_an_error(tmp_path):
     text = ROOT.joinpath("params.yaml").read_text() + "\nseeds: [1]\n"
     (tmp_path / "params.yaml").write_text(text)
-    with pytest.raises(SettingsError, match="key 'seeds' is given twice"):
+    with pytest.raises(SettingsError, match="key 'seeds' is given twice") as info:
         load_params(tmp_path / "params.yaml")
+    assert str(info.value).startswith(f"{tmp_path / 'params.yaml'}, line ")  # names the file
+
+
+def test_dvc_checks_the_whole_params_file_on_any_change(tmp_path):
+    """DVC runs no stage for a change no stage tracks (a misspelt section); its first
+    stage tracks the whole file and fails on the typo as Snakemake does."""
+    stage = yaml.safe_load(dvcfile.render(load_params(ROOT / "params.yaml")))["stages"]
+    assert stage["check_params"]["params"] == [{"params.yaml": None}]
+    assert stage["check_params"]["cmd"] == "cnc workflow check --params params.yaml"
+    text = ROOT.joinpath("params.yaml").read_text() + "\nevalute: {sigma: 2}\n"
+    (tmp_path / "params.yaml").write_text(text)
+    result = CliRunner().invoke(
+        app, ["workflow", "check", "--params", str(tmp_path / "params.yaml")]
+    )
+    assert result.exit_code == 1 and "evalute: unknown key" in result.output
+    ok = CliRunner().invoke(app, ["workflow", "check", "--params", str(ROOT / "params.yaml")])
+    assert ok.exit_code == 0 and "valid (" in ok.output
+
+
+def test_help_text_flows_to_the_terminal_width():
+    """Docstrings are reflowed, not broken where the source breaks its lines."""
+    wide = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "over them a run of the grid (--run) or a settings file" in wide.output
+    narrow = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "80"})
+    assert max(map(len, narrow.output.splitlines())) <= 80
 
 
 def test_missing_params_file(tmp_path):

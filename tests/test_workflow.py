@@ -164,7 +164,7 @@ def test_interrupted_snakemake_finishes_only_what_is_missing(finished, tmp_path)
     assert 2 <= len(done) < 6
     resumed = snakemake(work, "all")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    trained = resumed.stdout.count("rule train:") + resumed.stderr.count("rule train:")
+    trained = resumed.stdout.count("(Rule: train)") + resumed.stderr.count("(Rule: train)")
     assert trained <= 6 - len(done) + 1  # the interrupted job, at most, runs again
     assert tables(work) == tables(finished)
 
@@ -172,7 +172,7 @@ def test_interrupted_snakemake_finishes_only_what_is_missing(finished, tmp_path)
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("top_k", 7, "K must satisfy 1 <= K <= T"),
+        ("top_k", 7, "main.top_k: 7 with main.experts 5"),  # the key, not a run's name
         ("backbone", "ViT-L-14-999", "main.backbone"),  # a typo, caught by the schema
     ],
 )
@@ -184,6 +184,15 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, key, value, message):
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
     assert not (work / "results").exists()
+
+
+def test_a_key_given_twice_stops_snakemake_too(tmp_path):
+    work = project(tmp_path)
+    text = (work / "params.yaml").read_text()
+    (work / "params.yaml").write_text(text + "\nseeds: [1]\n")
+    run = snakemake(work, "-n")
+    assert run.returncode != 0
+    assert "params.yaml, line" in run.stderr and "key 'seeds' is given twice" in run.stderr
 
 
 def test_the_paper_scale_needs_its_datasets_listed(tmp_path):
@@ -222,7 +231,7 @@ def test_the_choices_target_trains_only_its_variants(finished):
     assert not (finished / "results/reports/smoke/tableS1.md").exists()
     run = snakemake(finished, "choices")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert (run.stdout + run.stderr).count("rule train:") == 2  # the two variants
+    assert (run.stdout + run.stderr).count("(Rule: train)") == 2  # the two variants
     table = (finished / "results/reports/smoke/tableS1.md").read_text()
     assert "Table S1: sensitivity to choices the paper leaves open" in table
     for row in (
@@ -357,12 +366,11 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     for command in (["metrics", "show"], ["plots", "show", "--json"]):
         shown = subprocess.run([dvc, *command], cwd=work, capture_output=True, text=True, env=env())
         assert shown.returncode == 0, shown.stderr
-    assert (
-        "summary.json"
-        in subprocess.run(
-            [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
-        ).stdout
-    )
+    shown = subprocess.run(
+        [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
+    ).stdout
+    assert "headline.json" in shown and "table1.mtotal" in shown
+    assert max(map(len, shown.splitlines())) <= 160 and len(shown.splitlines()) <= 5
     # The opt-in pipeline: its variants only, then Table S1 as Snakemake renders it.
     choices = subprocess.run(
         [dvc, "repro", "choices/dvc.yaml"], cwd=work, capture_output=True, text=True, env=env()

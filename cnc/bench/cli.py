@@ -9,7 +9,9 @@ import typer
 
 from cnc.console import DEFAULT_PARAMS, Device, Params, out, print_table, user_errors
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
+bench_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown", help="Benchmarks that print figures."
+)
 
 
 @bench_app.command("metrics")

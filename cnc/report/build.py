@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cnc import grid, provenance
-from cnc.experiments import DEFAULT_TARGET, experiments, report_files, run_figure
+from cnc.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
 from cnc.io import atomic_path, write_json, write_text
 from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
 from cnc.report.layouts import Built, build, preamble
@@ -23,6 +23,17 @@ def _index_line(built: Built) -> str:
     if built.experiment.is_table:
         return f"- [{title}]({name}.md) ([LaTeX]({name}.tex), [CSV]({name}.csv))"
     return f"- [{title} (data)]({name}.csv)"
+
+
+def headline(built: list[Built]) -> dict[str, dict[str, float]]:
+    """mTotal, I-AUROC and P-AUROC of the per-class tables (1 and 3), two decimals: the
+    DVC metrics file, short enough for `dvc metrics show` on a terminal."""
+    keys = ("mtotal", "i_auroc", "p_auroc")
+    return {
+        b.name: {k: round(b.summary[k], 2) for k in keys}
+        for b in built
+        if all(k in b.summary for k in keys)
+    }
 
 
 def write_reports(
@@ -72,6 +83,7 @@ def write_reports(
         },
     }
     write_json(reports_dir / "summary.json", summary)
+    write_json(reports_dir / HEADLINE, headline(built))
     head = preamble(params, "CNC benchmark reports", [r for b in built for r in b.results])
     folder = f"../../figures/{params['scale']}"
     links = [

@@ -75,8 +75,8 @@ def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     ax.set_title(
         f"Fig. 4: backbone and input resolution ({_dataset(built)})\n{subtitle}", fontsize=9
     )
-    fig.text(0.01, 0.01, "; ".join(notes), fontsize=6.5, va="bottom")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * len(notes), 1, 1))
     _save(fig, path)
 
 
@@ -158,7 +158,9 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     x = np.arange(len(labels))
     handles = []
     for i, name in enumerate(("I-AUROC", "P-AUROC", "AUPRO")):
-        handles.append(ax.bar(x + i * 0.27, ours[:, i], 0.27, label=f"{name} (this benchmark)"))
+        handles.append(
+            ax.bar(x + i * 0.27, ours[:, i], 0.27, color=f"C{i}", label=f"{name} (this benchmark)")
+        )
         outline = ax.bar(x + i * 0.27, theirs[:, i], 0.27, fill=False, edgecolor="black",
                          linewidth=0.6, label="paper")  # fmt: skip
     if not np.isnan(theirs).all():
@@ -192,8 +194,8 @@ def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(term, fontsize=9)
         ax.set_yscale("log")
-        # a narrow range holds few powers of ten: label 1, 2 and 5 times each
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        # a narrow range holds few powers of ten: label 1, 2, 3, 5 and 7 times each
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
     axes[0].legend(fontsize=6, title="Table 2 row: components", title_fontsize=6)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from cnc import experiments, grid, runs, warm
 from cnc.data.prepare import dataset_settings
-from cnc.params import validate_params
+from cnc.params import check_file, validate_params
 
+check_file("params.yaml")  # a key given twice: Snakemake's own reader keeps the last
 # Against cnc/schema.yaml; each error names its key (e.g. main.top_k).
 validate_params(config, "params.yaml (with any --config)")
 GRID = grid.check_grid(config)  # a bad combination (e.g. K > T) fails before any job
