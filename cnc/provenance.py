@@ -9,6 +9,8 @@ summary.json. Torch-free: the evaluation process records it too.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import socket
 import subprocess
@@ -96,12 +98,15 @@ def machine(device: str | None = None) -> dict[str, Any]:
 
 
 def dataset_identity(root: Path) -> dict[str, Any]:
-    """The data root and the sha256 of its manifest (every file's hash, cnc.data.manifest):
-    two runs with the same manifest hash saw the same bytes."""
+    """The data root and a sha256 of its manifest's file list (every file with its own
+    sha256, cnc.data.manifest; not of the manifest file, which records when it was
+    written): two runs with the same hash saw the same bytes."""
     manifest = Path(root) / MANIFEST
+    files = read_json(manifest).get("files") if manifest.is_file() else None
+    canonical = json.dumps(files, sort_keys=True).encode()
     return {
         "root": str(root),
-        "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
+        "content_sha256": hashlib.sha256(canonical).hexdigest() if files else None,
     }
 
 
@@ -159,9 +164,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, list[str]]:
             if step.get("code"):
                 add("code", _code_text(step["code"]))
         add("device", (train.get("machine") or {}).get("device"))
-        add(
-            "data manifest sha256", ((train.get("dataset") or {}).get("manifest_sha256") or "")[:16]
-        )
+        add("data content sha256", ((train.get("dataset") or {}).get("content_sha256") or "")[:16])
         if weights := train.get("weights"):
             add("weights", f"{weights['weights']} (tensors {weights['tensor_fingerprint']})")
         for name in ("torch", "open_clip_torch"):

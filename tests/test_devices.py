@@ -17,6 +17,8 @@ from test_train import config
 
 import cnc.train as training
 from cnc import devices
+from cnc.data.prepare import synthetic
+from cnc.data.synthetic import SyntheticSpec
 from cnc.devices import DeviceError, claim_gpu
 from cnc.io import DiskFullError
 from cnc.runs import CHECKPOINT, MAPS_DIR, TrainingError, load_checkpoint, run_lock
@@ -93,7 +95,11 @@ def test_a_second_process_on_a_run_names_the_first(tmp_path):
         busy = rf"pid {holder.pid} on .* is working on this run"
         with pytest.raises(TrainingError, match=busy), run_lock(tmp_path / "run"):
             pass
-        args = ["train", str(tmp_path / "run"), "-s", "data.root=x", "-s", "data.dataset=mvtec"]
+        data = tmp_path / "data"  # the cheap checks (data, weights, disk) pass first
+        synthetic(SyntheticSpec(image_size=48, classes=("wood",), train_per_class=1), data)
+        args = ["train", str(tmp_path / "run"), "-s", f"data.root={data}", "--weights", "random"]
+        args += ["-s", "data.dataset=synthetic", "-s", "train.epochs=1"]
+        args += ["-s", "backbone.name=cnc-tiny-ViT-B-32", "-s", "backbone.resolution=64"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1 and f"pid {holder.pid}" in result.output
     finally:

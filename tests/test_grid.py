@@ -93,9 +93,9 @@ def test_paper_scale_resolves_to_the_papers_settings():
     assert grid.run_dir(p, MAIN) == f"results/runs/paper/{MAIN}"
 
 
-def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_run():
+def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_key():
     bad = params(main__experts=2, main__top_k=3)
-    with pytest.raises(SettingsError, match=r"run mvtec-.*moeT2K3.*K must satisfy 1 <= K <= T"):
+    with pytest.raises(SettingsError, match=r"^main\.top_k: 3 with main\.experts 2; .*1 <= K <= T"):
         grid.check_grid(bad)
 
 

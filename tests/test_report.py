@@ -452,7 +452,7 @@ def test_reports_say_where_the_runs_came_from(tmp_path):
         train = {
             "code": {"commit": ("cd" if main else "ab") * 20, "dirty": main, "sources": "s"},
             "machine": {"device": "NVIDIA H100"},
-            "dataset": {"manifest_sha256": "f" * 64},
+            "dataset": {"content_sha256": "f" * 64},
             "weights": {"weights": "openai", "tensor_fingerprint": "0123"},
             "packages": {"torch": "2.14.1+cu130"},
         }
@@ -463,7 +463,7 @@ def test_reports_say_where_the_runs_came_from(tmp_path):
         x for x in (tmp_path / "r" / "table2.md").read_text().splitlines() if "Provenance" in x
     )
     assert "code ababababab, cdcdcdcdcd with uncommitted changes;" in line
-    assert "device NVIDIA H100" in line and "data manifest sha256 ffffffffffffffff" in line
+    assert "device NVIDIA H100" in line and "data content sha256 ffffffffffffffff" in line
     assert "weights openai (tensors 0123)" in line and "torch 2.14.1+cu130" in line
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["provenance"]["runs"][MAIN]["code"] == ["cdcdcdcdcd with uncommitted changes"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import re
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ from cnc.evaluation.evaluate import evaluate_run
 from cnc.evaluation.maps import image_scores_from_maps, read_class_maps, read_protocol, smooth
 from cnc.features import FeatureCache, Reencode
 from cnc.infer import infer_run
-from cnc.io import DiskFullError, sha256_file
+from cnc.io import DiskFullError
 from cnc.model import losses
 from cnc.model.build import build
 from cnc.predict import predict
@@ -504,7 +505,9 @@ def test_cli_settings_are_a_run_config_file_or_json(data_root, tmp_path):
     assert isinstance(record["code"]["dirty"], bool)
     assert record["packages"]["torch"] == torch.__version__  # the build, e.g. +cu130
     assert {"python", "cnc-bench", "open_clip_torch", "numpy"} <= set(record["packages"])
-    assert record["dataset"]["manifest_sha256"] == sha256_file(data_root / "manifest.json")
+    files = json.loads((data_root / "manifest.json").read_text())["files"]
+    canonical = json.dumps(files, sort_keys=True).encode()
+    assert record["dataset"]["content_sha256"] == hashlib.sha256(canonical).hexdigest()
     fingerprint = load_checkpoint(tmp_path / "s" / FINAL)["encoder_fingerprint"]
     assert record["weights"] == {
         "backbone": "cnc-tiny-ViT-B-16",

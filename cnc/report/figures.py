@@ -21,9 +21,10 @@ VECTOR = ".pdf"  # every figure is also saved as a vector file beside its PNG
 COMPONENTS = ("MLF", "CNC", "MoE")  # Table 2's switches, in its column order
 
 
-def _save(fig: Figure, path: Path) -> None:
-    """The PNG (for Markdown and a quick look) and the PDF (for a paper) of `fig`."""
-    fig.tight_layout()
+def _save(fig: Figure, path: Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:
+    """The PNG (for Markdown and a quick look) and the PDF (for a paper) of `fig`, laid
+    out within `rect` (the rest is left to a figure legend or notes)."""
+    fig.tight_layout(rect=rect)
     for target, kind in ((path, "png"), (path.with_suffix(VECTOR), "pdf")):
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format=kind, dpi=150)
@@ -40,7 +41,7 @@ def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     data = built.frame
     backbones = list(dict.fromkeys(data["backbone"]))
     resolutions = sorted(set(data["resolution"]))
-    fig = Figure(figsize=(7.5, 4.4))
+    fig = Figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
     width = 0.8 / len(resolutions)
     x = np.arange(len(backbones))
@@ -64,7 +65,6 @@ def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     ax.set_xticks(x + width * (len(resolutions) - 1) / 2, backbones)
     ax.set_ylabel("mTotal (%, mean of the five metrics)")
     ax.set_ylim(0, 100)  # bars start at 0: their lengths compare
-    ax.legend(fontsize=7, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     notes = ["error bars: 95 % bootstrap interval"]
     twins = _identical_columns(data, backbones)
     if twins:
@@ -75,9 +75,11 @@ def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     ax.set_title(
         f"Fig. 4: backbone and input resolution ({_dataset(built)})\n{subtitle}", fontsize=9
     )
-    fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom")
-    fig.tight_layout(rect=(0, 0.03 * len(notes), 1, 1))
-    _save(fig, path)
+    fig.text(0.01, 0.005, "\n".join(notes), fontsize=6.5, va="bottom")
+    bottom = 0.1 + 0.03 * len(notes)  # the legend, then the notes, under the axes
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, ncols=3, loc="lower center",
+               bbox_to_anchor=(0.5, 0.03 * len(notes) + 0.01))  # fmt: skip
+    _save(fig, path, rect=(0, bottom, 1, 1))
 
 
 def _identical_columns(data, backbones: list[str]) -> list[str]:
