@@ -162,12 +162,17 @@ def test_paper_scale_table1_gives_per_class_differences(tmp_path):
     assert pcb2["value"].isna().all()
 
 
-def test_seeds_give_mean_and_sd(tmp_path):
+def two_seed_table1(tmp_path) -> pd.DataFrame:
+    """Table 1's CSV from a fake grid of two seeds, seed 1 two points higher."""
     p = copy.deepcopy(PARAMS)
     p["seeds"] = [0, 1]
     fake_grid(tmp_path / "runs", p, "synthetic", ["wood"], seeds_shift={"s1": 2.0})
     write_reports(p, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
-    table = pd.read_csv(tmp_path / "reports" / "table1.csv")
+    return pd.read_csv(tmp_path / "reports" / "table1.csv")
+
+
+def test_seeds_give_mean_and_sd(tmp_path):
+    table = two_seed_table1(tmp_path)
     wood = table[(table["row"] == "wood") & (table["column"] == "this benchmark")]
     i_auroc = wood[wood["metric"] == "i_auroc"]
     # The fake values of s0 and s1 differ by the run name's hash plus the shift.
@@ -410,11 +415,7 @@ def test_tables_2_and_4_mark_the_differences_to_the_full_model(tmp_path):
 
 
 def test_the_interval_of_several_seeds_is_that_of_their_average(tmp_path):
-    p = copy.deepcopy(PARAMS)
-    p["seeds"] = [0, 1]
-    fake_grid(tmp_path / "runs", p, "synthetic", ["wood"], seeds_shift={"s1": 2.0})
-    write_reports(p, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
-    table = pd.read_csv(tmp_path / "reports" / "table1.csv")
+    table = two_seed_table1(tmp_path)
     mtotal = table[(table["row"] == "mTotal") & (table["column"] == "this benchmark")].iloc[0]
     runs = [MAIN, MAIN.replace("-s0", "-s1")]
     reps = [load(tmp_path / "runs" / r / BOOTSTRAP).mtotal() for r in runs]

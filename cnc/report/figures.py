@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnc.io import atomic_path
-from cnc.report.layouts import Built
+from cnc.report.layouts import Built, datasets_of
 from cnc.report.results import train_log
 
 VECTOR = ".pdf"  # every figure is also saved as a vector file beside its PNG
@@ -31,8 +31,7 @@ def _save(fig: Figure, path: Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> No
 
 
 def _dataset(built: Built) -> str:
-    names = sorted({r.dataset or "unknown" for r in built.results})
-    return ", ".join(names)
+    return ", ".join(datasets_of(built.results))
 
 
 def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:

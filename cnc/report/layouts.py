@@ -71,6 +71,11 @@ def comparable(result: CellResult, role: str) -> bool:
     return result.dataset == role
 
 
+def datasets_of(results: list[CellResult]) -> list[str]:
+    """The datasets the results' runs were trained and evaluated on."""
+    return sorted({r.dataset or "unknown" for r in results})
+
+
 def preamble(
     params: dict[str, Any],
     title: str,
@@ -79,7 +84,7 @@ def preamble(
 ) -> list[str]:
     """Title, scale, data, seeds, the numbers' source and whether they compare with the
     paper's, for one experiment's report (or the index of all, for None)."""
-    datasets = sorted({r.dataset or "unknown" for r in results})
+    datasets = datasets_of(results)
     seeds = max((r.seeds for r in results), default=1)
     lines = [
         f"## {title}",
