@@ -22,6 +22,8 @@ from cnc.console import (
     Device,
     Params,
     err,
+    flagged,
+    log_to,
     metric_rows,
     mtotal_text,
     out,
@@ -37,6 +39,22 @@ app = typer.Typer(
 data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown", help="Prepare, check and generate datasets."
 )
+
+
+@app.callback()
+def _options(
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write all output to this file; a failure's reason still goes to the terminal "
+            "(the workflow's jobs use it)."
+        ),
+    ] = None,
+) -> None:
+    if log is not None:
+        log_to(log)
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 workflow_app = typer.Typer(
@@ -54,12 +72,19 @@ Overrides = Annotated[
 
 
 def _print_counts(counts: dict[str, dict], title: str) -> None:
-    columns = ["class", "train", "test good", "test anomalous", "defect types"]
+    columns = ["class", "train", "test good", "test anomalous", "defect types", "pixels"]
     rows = [
-        [cls, c["train"], c["test_good"], c["test_anomalous"], ", ".join(c["defect_types"])]
+        [
+            cls,
+            c["train"],
+            c["test_good"],
+            c["test_anomalous"],
+            ", ".join(c["defect_types"]),
+            ", ".join(c.get("pixel_formats", [])),
+        ]
         for cls, c in counts.items()
     ]
-    print_table(title, columns, rows, left=(0, 4))
+    print_table(title, columns, rows, left=(0, 4, 5))
 
 
 # ----------------------------------------------------------------------------- data
@@ -135,9 +160,10 @@ def data_check(
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        _print_counts(result["classes"], f"{root}")
+        if result["classes"]:
+            _print_counts(result["classes"], f"{root}")
         for problem in report.problems:
-            err.print(f"[red]problem:[/] {problem}", highlight=False, soft_wrap=True)
+            flagged("problem:", problem, "red")
     if not report.ok:
         raise typer.Exit(1)
 

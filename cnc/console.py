@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cnc.errors import UserError
 from cnc.params import DEFAULT
 
-out = Console()
-err = Console(stderr=True)
+# No markup: messages carry paths and settings such as `backbone.taps=[i,j,k]`, which
+# rich would read as style tags and drop; styles are given as Text where wanted.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
 DEFAULT_PARAMS = str(DEFAULT)
 PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
 Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
+
+
+class _Log:
+    """Where `--log` sent the output, and the terminal that still gets a failure's reason."""
+
+    path: Path | None = None
+    terminal: IO[str] | None = None
+
+
+def log_to(path: Path) -> None:
+    """Send this process's output (both streams) to `path`; a failure's reason and the
+    path still reach the terminal (`user_errors`). What workflow jobs use: their logs
+    hold everything, the terminal one line per failed job."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _Log.terminal = os.fdopen(os.dup(2), "w")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    _Log.path = path
+
+
+def _tell_terminal(reason: str) -> None:
+    if _Log.terminal is not None:
+        first = reason.strip().splitlines()[0] if reason.strip() else reason
+        _Log.terminal.write(f"cnc: {first}\n  (log: {_Log.path})\n")
+        _Log.terminal.flush()
 
 
 @contextmanager
@@ -26,8 +62,19 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as exc:  # anything else is a bug: keep its traceback
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        flagged("error:", str(exc), "bold red")
+        _tell_terminal(f"error: {exc}")
         raise typer.Exit(1) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        _tell_terminal(f"{type(exc).__name__}: {exc} (a bug; its traceback is in the log)")
+        raise
+
+
+def flagged(flag: str, message: str, style: str) -> None:
+    """`flag` in `style`, then `message` as it is, on stderr."""
+    err.print(Text.assemble((flag, style), " ", message), highlight=False, soft_wrap=True)
 
 
 def print_table(title: str, columns: list[str], rows: list[list], left=(0,)) -> None:

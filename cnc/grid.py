@@ -16,7 +16,14 @@ from typing import Any
 from cnc.errors import SettingsError, UsageError, UserError
 from cnc.experiments import DEFAULT_TARGET, GridPoint, cells
 from cnc.params import DEFAULT, load_params, read_structured
-from cnc.settings import EvaluateSettings, RunSettings, apply_overrides, tiny_name
+from cnc.settings import (
+    SCORING,
+    EvaluateSettings,
+    RunSettings,
+    apply_overrides,
+    fit_resolution,
+    tiny_name,
+)
 
 RESULTS = "results"
 # Intra-op CPU threads of a training job. On a CPU the results depend on it bit for bit
@@ -109,7 +116,8 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     settings["data"] = {"dataset": dataset, "root": str(root)}
     settings["backbone"].update(
         name=tiny_name(point.backbone) if sc["tiny_backbones"] else point.backbone,
-        resolution=point.resolution // divisor,
+        # the scale's resolution, fitted to the patch size (docs/REPRODUCTION.md)
+        resolution=fit_resolution(point.backbone, point.resolution // divisor),
     )
     settings["model"].update(
         mlf=point.mlf,
@@ -125,6 +133,12 @@ def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:
     """How the workflow scores saved maps: params.yaml's `evaluate`, the scale's over it."""
     given = {**params.get("evaluate", {}), **scale_settings(params).get("evaluate", {})}
     return EvaluateSettings.from_dict(given, "params.yaml evaluate")
+
+
+def scoring(params: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation protocol params.yaml asks for, on the keys where runs' numbers must
+    agree to compare (cnc.settings.SCORING): what reports check every run against."""
+    return {k: v for k, v in evaluate_settings(params).protocol().items() if k in SCORING}
 
 
 def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:

@@ -9,6 +9,8 @@ evaluation needs is in the run's maps folder, so metrics and tables are recomput
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,10 @@ from tqdm import tqdm
 from cnc import precision
 from cnc.data.dataset import AnomalyDataset, make_loader, run_split
 from cnc.devices import loader_workers, pick_device
-from cnc.evaluation.maps import ClassMaps, write_class_maps, write_protocol
-from cnc.io import atomic_dir
+from cnc.evaluation.maps import ClassMaps, MapsError, write_class_maps, write_protocol
+from cnc.io import atomic_dir, file_stamp, remove_stale_temporaries
 from cnc.model.build import Network, build, encoder_fingerprint
-from cnc.runs import MAPS_DIR, TrainingError, load_final
+from cnc.runs import FINAL, MAPS_DIR, TrainingError, load_final
 from cnc.settings import InferSettings
 
 
@@ -38,6 +40,14 @@ def load_run(run_dir: Path, device: str = "cpu") -> Network:
         )
     model.load_state_dict(state["model"])
     return Network(settings, encoder, model.eval())
+
+
+@contextmanager
+def named_run(run_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except MapsError as exc:
+        raise TrainingError(f"{run_dir}: {exc}") from None
 
 
 def score_batch(run: Network, images: torch.Tensor, infer: InferSettings) -> np.ndarray:
@@ -88,20 +98,25 @@ def infer_run(
             entry["paths"].append(batch["path"][i])
             entry["defects"].append(batch["defect"][i])
     seconds = time.perf_counter() - began  # the maps, before the disk
-    with atomic_dir(run_dir / MAPS_DIR, replace=True) as tmp:
+    remove_stale_temporaries(run_dir)
+    # One commit: the folder appears whole (protocol.json inside it, written last) or the
+    # earlier maps stay, non-finite maps included (write_class_maps refuses them).
+    with named_run(run_dir), atomic_dir(run_dir / MAPS_DIR, replace=True) as tmp:
+        digests = {}
         for cls, entry in collected.items():
-            maps = np.stack(entry["maps"])
-            write_class_maps(
+            digests[cls] = write_class_maps(
                 tmp,
                 cls,
                 ClassMaps(
-                    maps=maps,
+                    maps=np.stack(entry["maps"]),
                     masks=np.stack(entry["masks"]),
                     labels=np.array(entry["labels"]),
                     paths=np.array(entry["paths"]),
                     defects=np.array(entry["defects"]),
                 ),
             )
-        write_protocol(tmp, {**infer.protocol(), "classes": sorted(collected)})
+        protocol = {**infer.protocol(), "classes": sorted(collected)}
+        model = file_stamp(run_dir / FINAL)  # the file these maps came from (cnc.runs)
+        write_protocol(tmp, {**protocol, "maps": dict(sorted(digests.items())), "model": model})
     counts = {c: len(e["labels"]) for c, e in collected.items()}
     return {"classes": counts, "images": sum(counts.values()), "seconds": seconds}

@@ -7,7 +7,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +31,15 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+# How torch.save to a path reports a failed write: "... file write failed", or, on a
+# full device, "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598".
+TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
+
+
 def _disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    # torch.save reports a failed write as "... PytorchStreamWriter ... file write failed"
-    return isinstance(exc, RuntimeError) and "file write failed" in str(exc)
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in TORCH_WRITE_FAILED)
 
 
 @contextmanager
@@ -63,6 +69,69 @@ def as_umask_allows(path: Path) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
+# Temporary names: `.<name>.<random>.<host>~<pid>.tmp` beside the file they become, so
+# that a later step can tell a leftover of a killed process from another one's work.
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)\.tmp$")
+_UNTAGGED = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # mkstemp's, from earlier versions
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def temporary_suffix() -> str:
+    return f".{_host()}~{os.getpid()}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def is_stale_temporary(path: Path, legacy: bool = True) -> bool:
+    """A temporary file or folder of ours whose process has ended (on this host)."""
+    tagged = _TEMPORARY.match(path.name)
+    if tagged:
+        return tagged["host"] == _host() and not _alive(int(tagged["pid"]))
+    return legacy and bool(_UNTAGGED.match(path.name))
+
+
+def remove_stale_temporaries(folder: Path, legacy: bool = True) -> list[Path]:
+    """Remove what killed steps left in `folder`: temporary files and folders of this
+    project's naming whose process has ended (with `legacy`, also the untagged ones of
+    earlier versions: only in folders the project owns). Returns what it removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.glob(".*.tmp") if is_stale_temporary(p, legacy)]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def temporary_file(path: Path) -> Path:
+    """An empty temporary file beside `path`, named as ours (`remove_stale_temporaries`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=temporary_suffix(), dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def temporary_folder(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.", suffix=temporary_suffix(), dir=path.parent)
+    )
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
@@ -70,10 +139,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     A crash or an exception leaves `path` as it was and removes the temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_file(path)
     try:
         with disk_full_named(path):
             yield tmp_path
@@ -81,6 +147,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _swap_folder(new: Path, path: Path) -> None:
+    """Put folder `new` at `path`; an existing one is moved aside, then deleted."""
+    old = None
+    if path.exists():
+        old = temporary_folder(path)
+        os.replace(path, old)  # an empty folder is replaced by rename
+    os.replace(new, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
@@ -91,21 +168,105 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
     an existing `path` is swapped out and deleted once the new folder is in place.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.with_name(f".{path.name}.old")
+    tmp = temporary_folder(path)
     try:
         try:
             yield tmp
         except DiskFullError as exc:  # name the folder the user knows, not our temporary one
             raise DiskFullError(str(exc).replace(str(tmp), str(path))) from None
         as_umask_allows(tmp)
-        if replace and path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
+        if replace:
+            _swap_folder(tmp, path)
+        else:
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+
+
+class Outputs:
+    """A step's output files and folders, written under temporary names and committed
+    together (`committed`)."""
+
+    def __init__(self) -> None:
+        self.staged: dict[Path, Path] = {}  # final path -> temporary one
+        self.areas: dict[Path, Path] = {}  # final folder -> temporary one mirroring it
+        self.removed: list[Path] = []
+
+    def file(self, path: Path) -> Path:
+        """Where to write what becomes `path` at the commit."""
+        path = Path(path)
+        self.staged[path] = temporary_file(path)
+        return self.staged[path]
+
+    def folder(self, path: Path) -> Path:
+        """A folder to fill that replaces `path` (and all it held) at the commit."""
+        path = Path(path)
+        self.staged[path] = temporary_folder(path)
+        return self.staged[path]
+
+    def within(self, folder: Path) -> Path:
+        """A folder to fill whose files go into `folder` at the commit, one by one (what
+        else `folder` holds stays)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.areas[folder] = temporary_folder(folder / "staged")
+        return self.areas[folder]
+
+    def remove(self, path: Path) -> None:
+        """A file or folder an earlier run of the step wrote, removed at the commit."""
+        self.removed.append(Path(path))
+
+    def moves(self) -> dict[Path, Path]:
+        """Every final path and the temporary file or folder that becomes it."""
+        found = dict(self.staged)
+        for folder, area in self.areas.items():
+            for tmp in sorted(area.rglob("*")):
+                if tmp.is_file():
+                    found[folder / tmp.relative_to(area)] = tmp
+        return found
+
+    def commit(self, last: Path) -> None:
+        """`last`, the step's commit point, is removed first and put in place last: a kill
+        in between leaves no commit point, which readers and Snakemake see as not done."""
+        moves = self.moves()
+        Path(last).unlink(missing_ok=True)
+        for path in self.removed:
+            if path.is_dir():  # renamed first: a kill leaves a stale temporary, not half
+                aside = temporary_folder(path)
+                os.replace(path, aside)
+                shutil.rmtree(aside)
+            else:
+                path.unlink(missing_ok=True)
+        for path, tmp in [*((p, t) for p, t in moves.items() if p != last), (last, moves[last])]:
+            as_umask_allows(tmp)
+            if tmp.is_dir():
+                _swap_folder(tmp, path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+
+    def discard(self) -> None:
+        for tmp in [*self.staged.values(), *self.areas.values()]:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def committed(last: Path) -> Iterator[Outputs]:
+    """Stage a step's outputs (`Outputs.file`, `.folder`, `.within`); on success they are
+    moved into place with `last`, which must be among them, moved last. On failure
+    nothing changes and the temporary files are removed."""
+    outputs = Outputs()
+    try:
+        with disk_full_named(Path(last).parent):
+            yield outputs
+        if Path(last) not in outputs.moves():
+            raise ValueError(f"{last}: the commit point was not written")
+        outputs.commit(Path(last))
+    finally:
+        outputs.discard()
 
 
 def write_text(path: Path, text: str) -> None:
@@ -132,3 +293,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_stamp(path: Path) -> dict[str, Any]:
+    """What identifies a file's content: its sha256, with its size and modification time
+    so that `same_file` can skip re-reading an untouched file."""
+    stat = Path(path).stat()
+    return {"sha256": sha256_file(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def same_file(path: Path, stamp: dict[str, Any]) -> bool:
+    """Whether `path` still holds the content `stamp` (from `file_stamp`) was taken of: an
+    untouched file by its size and time, a touched one by its sha256."""
+    try:
+        stat = Path(path).stat()
+    except FileNotFoundError:
+        return False
+    if (stat.st_size, stat.st_mtime_ns) == (stamp.get("size"), stamp.get("mtime_ns")):
+        return True
+    return stat.st_size == stamp.get("size") and sha256_file(path) == stamp.get("sha256")

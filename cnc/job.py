@@ -53,8 +53,9 @@ def run_job(
     """Train (or continue, or reuse) the run, then write its maps, what it cost and where
     it came from."""
     began = time.perf_counter()
+    settings = settings.resolved()  # the run records where its data is, absolutely
     preflight(settings, run_dir, maps)
-    with run_lock(run_dir):
+    with run_lock(run_dir, purpose="training"):
         device = pick_device(device)
         trained = train(settings, run_dir, resume, force, device, progress)
         reused_cost = trained.network is None and (Path(run_dir) / COST).is_file()
@@ -95,5 +96,5 @@ def infer_job(
     settings = read_settings(run_dir).with_overrides(overrides)
     check_data(settings.data)
     resolve_weights(settings.backbone.name, settings.backbone.weights)
-    with run_lock(run_dir):
+    with run_lock(run_dir, purpose="inference"):
         return infer_run(run_dir, settings.infer, pick_device(device), progress)

@@ -14,12 +14,25 @@ from typing import Any
 import yaml
 
 from cnc.errors import SettingsError
-from cnc.schema import validate
+from cnc.schema import YAML12_FLOAT, validate
 
 DEFAULT = Path("params.yaml")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 does: `1e-4` is a number (YAML 1.1,
+    PyYAML's default, reads it as a string)."""
+
+
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML12_FLOAT, list("-+0123456789."))
+
+
+def read_yaml_value(text: str) -> Any:
+    """One value written as YAML (`--set key=VALUE`)."""
+    return yaml.load(text, Loader=YamlLoader)
+
+
+class _UniqueKeyLoader(YamlLoader):
     """A YAML loader that refuses a key given twice (plain YAML keeps the last silently)."""
 
 
@@ -58,7 +71,8 @@ def read_structured(value: str | Path, option: str) -> Any:
 
 
 def validate_params(params: Any, source: str = "params.yaml") -> None:
-    """Raise SettingsError for every schema violation, each with its key path."""
+    """Raise SettingsError for every schema violation, each with its key path; a number
+    that YAML 1.1 left a string (Snakemake's config: `lr: 1e-4`) becomes a number."""
     validate(params, source)
 
 

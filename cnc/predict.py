@@ -22,24 +22,31 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image, UnidentifiedImageError
 
 from cnc.data.dataset import AnomalyDataset, run_split
+from cnc.data.images import describe, display_image
 from cnc.data.layout import IMAGE_SUFFIXES, Sample, discover_classes
 from cnc.devices import pick_device
-from cnc.errors import AlreadyExistsError, BadFileError, MissingFileError, UsageError
+from cnc.errors import AlreadyExistsError, MissingFileError, UsageError
 from cnc.evaluation.maps import image_scores_from_maps, smooth
 from cnc.infer import load_run, score_batch
-from cnc.io import atomic_path, read_json, write_json, write_text
+from cnc.io import (
+    atomic_path,
+    committed,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 from cnc.model.build import Network
-from cnc.runs import CALIBRATION, METRICS_JSON
+from cnc.runs import CALIBRATION, METRICS_JSON, run_lock
 from cnc.settings import EvaluateSettings
 
 SCORES_CSV, SCORES_JSON = "scores.csv", "scores.json"
@@ -96,11 +103,7 @@ def collect_images(inputs: list[Path]) -> tuple[list[Path], Path]:
 
 def _check_images(images: list[Path]) -> None:
     for path in images:
-        try:
-            with Image.open(path) as im:
-                im.verify()
-        except (OSError, UnidentifiedImageError):
-            raise BadFileError(f"{path}: not a readable image") from None
+        describe(path)  # decodes it: a damaged file is named before the model loads
 
 
 def image_class(path: Path, classes: list[str], given: str | None) -> str | None:
@@ -172,8 +175,7 @@ def load_scales(run: Network, run_dir: Path, protocol: dict[str, Any]) -> dict[s
 
 
 def _overlay(image: Path, anomaly: np.ndarray, scale: Scale, out: Path, title: str) -> None:
-    with Image.open(image) as im:
-        picture = np.asarray(im.convert("RGB").resize(anomaly.shape[::-1]))
+    picture = display_image(image, anomaly.shape[0])
     fig = Figure(figsize=(6.4, 3.2))
     left, right = fig.subplots(1, 2)
     left.imshow(picture)
@@ -217,7 +219,7 @@ def predict(
         raise UsageError(f"--threshold-quantile {quantile}: give a value in (0, 1], e.g. 1.0")
     images, base = collect_images(inputs)
     _check_images(images)
-    targets = [out_dir / p.relative_to(base).parent / f"{p.stem}_anomaly.png" for p in images]
+    targets = [_target(p, base, out_dir) for p in images]
     owners: dict[Path, Path] = {}
     for path, target in zip(images, targets, strict=True):
         if target in owners:
@@ -227,10 +229,47 @@ def predict(
     existing = [t for t in written if t.exists()]
     if existing and not overwrite:
         raise AlreadyExistsError(f"{existing[0]}: exists; pass --overwrite or choose another --out")
-    run = load_run(run_dir, pick_device(device))
-    known = discover_classes(Path(run.settings.data.root), run.settings.data.classes or None)
-    if cls is not None and cls not in known:
-        raise UsageError(f"--class {cls}: the run was not trained on it; one of {', '.join(known)}")
+    with run_lock(run_dir, shared=True, purpose="a prediction"):
+        run = load_run(run_dir, pick_device(device))
+        known = discover_classes(Path(run.settings.data.root), run.settings.data.classes or None)
+        if cls is not None and cls not in known:
+            raise UsageError(
+                f"--class {cls}: the run was not trained on it; one of {', '.join(known)}"
+            )
+        remove_stale_temporaries(out_dir, legacy=False)
+        with committed(out_dir / SCORES_JSON) as outputs:  # scores.json last
+            staged = outputs.within(out_dir)
+            drawn, protocol = _predict(run, run_dir, images, base, staged, known, cls, quantile)
+            results = [replace(r, overlay=out_dir / r.overlay.relative_to(staged)) for r in drawn]
+            write_text(staged / SCORES_CSV, _scores_csv(results))
+            record = {
+                "run": str(run_dir.absolute()),
+                "protocol": protocol,
+                "threshold_quantile": quantile,
+                "images": [
+                    {**asdict(p), "image": str(p.image), "overlay": str(p.overlay)} for p in results
+                ],
+            }
+            write_json(staged / SCORES_JSON, record)
+    return results
+
+
+def _target(image: Path, base: Path, out_dir: Path) -> Path:
+    return out_dir / image.relative_to(base).parent / f"{image.stem}_anomaly.png"
+
+
+def _predict(
+    run: Network,
+    run_dir: Path,
+    images: list[Path],
+    base: Path,
+    out_dir: Path,
+    known: list[str],
+    cls: str | None,
+    quantile: float | None,
+) -> tuple[list[Prediction], dict[str, Any]]:
+    """Score and draw into `out_dir` (the staging folder of the real one); the results
+    and the scoring protocol."""
     protocol = scoring_protocol(run, run_dir)
     scales = load_scales(run, run_dir, protocol)
     mean, std = run.encoder.mean_std
@@ -238,7 +277,8 @@ def predict(
     dataset = AnomalyDataset(samples, run.encoder.resolution, mean=mean, std=std)
     results = []
     with torch.no_grad():
-        for index, (path, target) in enumerate(zip(images, targets, strict=True)):
+        for index, path in enumerate(images):
+            target = _target(path, base, out_dir)
             raw = score_batch(run, dataset[index]["image"][None], run.settings.infer)
             maps = smooth(raw, protocol["smoothing_sigma"])
             score = float(image_scores_from_maps(maps)[0])
@@ -254,14 +294,4 @@ def predict(
                     path, image_cls, scale.name, score, relative, threshold, anomalous, target
                 )
             )
-    write_text(out_dir / SCORES_CSV, _scores_csv(results))
-    record = {
-        "run": str(run_dir),
-        "protocol": protocol,
-        "threshold_quantile": quantile,
-        "images": [
-            {**asdict(p), "image": str(p.image), "overlay": str(p.overlay)} for p in results
-        ],
-    }
-    write_json(out_dir / SCORES_JSON, record)
-    return results
+    return results, protocol

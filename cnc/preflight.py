@@ -3,8 +3,10 @@ encoder weights, and the disk. Each check is cheap (folder listings, a cache loo
 connection attempt, a build on the meta device); a failure names what to do, and the
 run folder is left as it was (not even created).
 
-The feature cache checks its own disk space when it is placed (cnc.features): whether it
-goes to GPU, host memory or disk depends on what is free at that moment.
+The data check decodes every image once; it is remembered by the files' sizes and
+times, so a rerun on unchanged data costs a folder listing. The feature cache checks its
+own disk space when it is placed (cnc.features): whether it goes to GPU, host memory or
+disk depends on what is free at that moment.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cnc.data.layout import LayoutError, dataset_samples
+from cnc.data.manifest import checked
 from cnc.data.registry import REMOTE
 from cnc.data.synthetic import SETS
 from cnc.io import DiskFullError, free_bytes
@@ -23,6 +25,7 @@ from cnc.runs import TrainingError
 from cnc.settings import DataSettings, RunSettings
 
 MARGIN = 64 * 2**20  # logs, JSON files, figures
+PROBLEMS_SHOWN = 10
 
 
 def data_command(data: DataSettings) -> str:
@@ -36,20 +39,26 @@ def data_command(data: DataSettings) -> str:
 
 
 def check_data(data: DataSettings) -> int:
-    """The number of test images, after checking that both splits are readable."""
-    if not Path(data.root).is_dir():
+    """The number of test images, after the checks of `cnc data check` (every image and
+    mask decodes, masks match their images, every class has training images and normal
+    and anomalous test images), remembered for unchanged files (cnc.data.check.checked)."""
+    root = Path(data.root)
+    if not root.is_dir():
         raise TrainingError(
-            f"{data.root}: dataset root not found; prepare it with: {data_command(data)}"
+            f"{root}: dataset root not found; prepare it with: {data_command(data)}"
         )
-    try:
-        if not dataset_samples(Path(data.root), "train", data.classes):
-            raise TrainingError(f"{data.root}: no training images")
-        test = dataset_samples(Path(data.root), "test", data.classes)
-    except LayoutError as exc:
-        raise TrainingError(f"{exc}; prepare the data with: {data_command(data)}") from None
-    if not test:
-        raise TrainingError(f"{data.root}: no test images")
-    return len(test)
+    report = checked(root, list(data.classes) if data.classes else None)
+    if not report.ok:
+        shown = "\n  ".join(report.problems[:PROBLEMS_SHOWN])
+        more = len(report.problems) - PROBLEMS_SHOWN
+        raise TrainingError(
+            f"{root}: the data has {len(report.problems)} problem(s); nothing was trained:\n  "
+            f"{shown}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + f"\nFix them (`cnc data check {root}` lists them all), or prepare the data "
+            f"again with: {data_command(data)}"
+        )
+    return sum(c.test_good + c.test_anomalous for c in report.classes.values())
 
 
 def disk_need(settings: RunSettings, test_images: int) -> int:

@@ -6,6 +6,7 @@ dataset's against its `$defs`; every violation is reported with its key path.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,48 @@ def properties(definition: str) -> list[str]:
     return list(schema()["$defs"][definition]["properties"])
 
 
-def validate(instance: Any, source: str, definition: str | None = None, prefix: str = "") -> None:
-    """Raise SettingsError listing every violation as `<prefix><key.path>: <why>`."""
-    errors = sorted(_validator(definition).iter_errors(instance), key=lambda e: list(e.path))
+# A float as YAML 1.2 writes it. YAML 1.1 (PyYAML, so Snakemake's config) reads `1e-4`
+# as a string, while everyone writes a learning rate that way.
+YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$")
+
+
+def _as_number(text: str) -> float | None:
+    return float(text.replace("_", "")) if YAML12_FLOAT.match(text.strip()) else None
+
+
+def _coerce_numbers(instance: Any, validator: jsonschema.Draft202012Validator) -> None:
+    """Where the schema wants a number and finds a string that YAML 1.2 reads as one,
+    put the number in its place (in `instance` itself)."""
+    while True:
+        fixes = []
+        for error in validator.iter_errors(instance):
+            wanted = error.validator_value if error.validator == "type" else None
+            wanted = [wanted] if isinstance(wanted, str) else (wanted or [])
+            if "number" in wanted and isinstance(error.instance, str) and error.absolute_path:
+                value = _as_number(error.instance)
+                if value is not None:
+                    fixes.append((list(error.absolute_path), value))
+        if not fixes:
+            return
+        for path, value in fixes:
+            node = instance
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+
+
+def validate(instance: Any, source: str, definition: str | None = None, prefix: str = "") -> Any:
+    """Raise SettingsError listing every violation as `<prefix><key.path>: <why>`; numbers
+    written as YAML 1.2 reads them (`1e-4`) are accepted, made numbers in `instance`,
+    which is returned."""
+    validator = _validator(definition)
+    if isinstance(instance, dict | list):
+        _coerce_numbers(instance, validator)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
     if errors:
         lines = "\n  ".join(line for e in errors for line in _lines(prefix, e))
         raise SettingsError(f"{source}: invalid settings:\n  {lines}")
+    return instance
 
 
 def _lines(prefix: str, error: jsonschema.ValidationError) -> list[str]:

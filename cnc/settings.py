@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import yaml
 
 from cnc.errors import SettingsError, UserError
+from cnc.params import read_yaml_value
 from cnc.schema import validate
 
 PAPER_BACKBONES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
 TINY_PREFIX = "cnc-tiny-"
 DEPTHS = {"ViT-B-32": 12, "ViT-B-16": 12, "ViT-L-14": 24, "ViT-L-14-336": 24}  # blocks
+PATCHES = {"ViT-B-32": 32, "ViT-B-16": 16, "ViT-L-14": 14, "ViT-L-14-336": 14}  # pixels
 TINY_DEPTH = 6  # cnc/model/configs/cnc-tiny-*.json
 # Tapped blocks as fractions of the depth (the paper does not publish its choice):
 # "thirds" (the default) ends at the last block, 8/16/24 of ViT-L's 24; "quarters" is
@@ -35,6 +38,7 @@ PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training length per da
 MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
 BOOTSTRAP_RULE = "per class, normal and anomalous test images separately, with replacement"
+MIN_BOOTSTRAP = 100  # fewer replicates leave under 3 in each tail of a 95 % interval
 
 
 class BackboneError(UserError):
@@ -59,6 +63,34 @@ def resolve_taps(backbone: str, taps: tuple[int, ...] | str | None) -> tuple[int
     return tuple(math.floor(f * depth + 0.5) for f in TAP_SCHEMES[taps or "thirds"])
 
 
+def patch_size(backbone: str) -> int | None:
+    """A paper backbone's patch size in pixels (its tiny stand-in's is the same); None for
+    other open_clip models (the encoder checks those when it is built)."""
+    return PATCHES.get(backbone.removeprefix(TINY_PREFIX))
+
+
+def fit_resolution(backbone: str, resolution: int) -> int:
+    """The multiple of the backbone's patch size nearest to `resolution` (halves round
+    up): the paper's 256 px with ViT-L/14 is 252, so the patches tile the image exactly."""
+    patch = patch_size(backbone)
+    return resolution if patch is None else max(patch, math.floor(resolution / patch + 0.5) * patch)
+
+
+def check_resolution(backbone: str, resolution: int, patch: int | None = None) -> None:
+    """A resolution the patches do not tile is refused, naming the nearest valid sizes: the
+    encoder would drop the pixels past the last whole patch and its grid would be stretched
+    over the whole map."""
+    patch = patch or patch_size(backbone)
+    if patch is None or resolution % patch == 0:
+        return
+    below = resolution // patch * patch
+    sizes = " or ".join(str(s) for s in (below, below + patch) if s > 0)
+    raise SettingsError(
+        f"backbone.resolution={resolution}: not a multiple of {backbone}'s patch size "
+        f"{patch}, so the patches would not cover the image; choose {sizes}"
+    )
+
+
 def _jsonable(value: Any) -> Any:
     """Tuples as lists, recursively: the form of JSON, YAML and the schema."""
     if isinstance(value, dict):
@@ -78,7 +110,11 @@ class _Section:
             value = getattr(self, f.name)
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
-        validate(self.to_dict(), "settings", self.SECTION, f"{self.SECTION}.")
+        checked = validate(self.to_dict(), "settings", self.SECTION, f"{self.SECTION}.")
+        for f in fields(self):  # "1e-4" from YAML 1.1, made a number by the validation
+            value = checked.get(f.name)
+            if isinstance(getattr(self, f.name), str) and isinstance(value, int | float):
+                object.__setattr__(self, f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -112,6 +148,7 @@ class BackboneSettings(_Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_resolution(self.name, self.resolution)
         # Stored resolved, so a run's settings say which blocks were tapped.
         object.__setattr__(self, "taps", resolve_taps(self.name, self.taps))
 
@@ -221,7 +258,18 @@ class EvaluateSettings(_Section):
     # Which runs the workflow draws heat maps for: "main" (Tables 1 and 3), "all", "none".
     heatmaps: str = "main"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if 0 < self.bootstrap < MIN_BOOTSTRAP:
+            raise SettingsError(
+                f"evaluate.bootstrap={self.bootstrap}: give 0 (no intervals) or at least "
+                f"{MIN_BOOTSTRAP} replicates; a 95 % percentile interval rests on its 2.5 % "
+                "tails, which fewer replicates leave nearly empty"
+            )
+
     def protocol(self) -> dict[str, Any]:
+        """How a number was scored (metrics.json's `protocol`; SCORING the keys that must
+        agree for two numbers to compare)."""
         return {
             "smoothing_sigma": self.sigma,
             "image_score": IMAGE_SCORE_RULE,
@@ -233,6 +281,10 @@ class EvaluateSettings(_Section):
             },
         }
 
+
+# The evaluation protocol's keys that must agree for two runs' numbers to compare (the
+# map size may differ: it follows each run's input resolution by default).
+SCORING = ("smoothing_sigma", "image_score", "mask_rule", "bootstrap")
 
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataSettings,
@@ -295,10 +347,18 @@ class RunSettings:
             return self
         return RunSettings.from_dict(apply_overrides(self.to_dict(), overrides), "--set")
 
+    def resolved(self) -> RunSettings:
+        """With the data root made absolute: a run records where its data is, whatever
+        folder a later command runs from."""
+        root = os.path.abspath(os.path.expanduser(self.data.root))
+        return replace(self, data=replace(self.data, root=root))
+
     def identity(self, ignore: tuple[str, ...] = EXECUTION_ONLY) -> dict[str, Any]:
-        """What decides the trained weights (everything but inference), less `ignore`."""
+        """What decides the trained weights (everything but inference and where the data
+        lies: which data it is, the training checks by its content), less `ignore`."""
         data = self.to_dict()
         del data["infer"]
+        del data["data"]["root"]
         for dotted in ignore:
             section, key = dotted.split(".")
             del data[section][key]
@@ -311,7 +371,7 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise SettingsError(f"--set {text!r}: expected section.key=value, e.g. model.gamma=0.2")
     try:
-        value = yaml.safe_load(raw)
+        value = read_yaml_value(raw)
     except yaml.YAMLError as exc:
         raise SettingsError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
     return key.strip().split("."), value

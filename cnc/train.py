@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from cnc import code, precision
+from cnc import code, precision, provenance
 from cnc.data.dataset import run_split
 from cnc.devices import loader_workers
 from cnc.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.errors import AlreadyExistsError
 from cnc.features import FeatureCache, FeatureSource, Reencode
-from cnc.io import atomic_path
+from cnc.io import atomic_path, remove_stale_temporaries
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.model.network import CNCNetwork
@@ -34,13 +34,15 @@ from cnc.runs import (
     CHECKPOINT,
     FEATURE_CACHE_PREFIX,
     FINAL,
+    MAPS_DIR,
     TRAIN_LOG,
     TrainingError,
     load_checkpoint,
+    remove_derived,
     save_checkpoint,
     write_settings,
 )
-from cnc.settings import RESUMABLE_CHANGES, RunSettings
+from cnc.settings import EXECUTION_ONLY, RESUMABLE_CHANGES, RunSettings
 
 # ----------------------------------------------------------------------------- training
 
@@ -113,45 +115,71 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+def _data_identity(settings: RunSettings) -> str:
+    """Which data a run trains on: the content hash of its manifest (every file's sha256,
+    checked against the files before training), else the folder itself."""
+    content = provenance.dataset_identity(Path(settings.data.root))["content_sha256"]
+    return f"content {content}" if content else f"folder {settings.data.root}"
+
+
+def _same_run(state: dict[str, Any], settings: RunSettings, ignore: tuple[str, ...]) -> bool:
+    same = state["settings"].identity(ignore) == settings.identity(ignore)
+    return same and state.get("data") == _data_identity(settings)
+
+
 def _reusable(final: dict[str, Any], settings: RunSettings) -> bool:
     """A finished run is reused only when trained with the same settings (inference
-    aside) by the same code."""
-    same = final["settings"].identity() == settings.identity()
+    aside) on the same data by the same code."""
+    same = _same_run(final, settings, EXECUTION_ONLY)
     return same and final.get("code") == code.fingerprint(code.TRAIN)
 
 
 def _resumable(checkpoint: dict[str, Any], settings: RunSettings) -> bool:
     """The epoch count may change as long as the checkpoint lies before the end."""
-    ignore = RESUMABLE_CHANGES
-    same = checkpoint["settings"].identity(ignore) == settings.identity(ignore)
+    same = _same_run(checkpoint, settings, RESUMABLE_CHANGES)
     return same and checkpoint["epoch"] < settings.train.epochs
+
+
+def _load_or_none(path: Path, force: bool) -> dict[str, Any] | None:
+    """A checkpoint; with `force`, a damaged or unsafe one is None (it will be replaced)."""
+    try:
+        return load_checkpoint(path)
+    except TrainingError:
+        if not force:
+            raise
+        return None
 
 
 def _start_state(out_dir: Path, settings: RunSettings, resume: bool, force: bool):
     """What to do with the run folder: ("reuse", final state), ("resume", checkpoint) or
     ("new", None) after clearing what was there. Refuses to discard anything unless
-    `force` is given."""
+    `force` is given. A new or resumed model first removes what an older model left
+    (its maps, metrics, cost and provenance: cnc.runs.DERIVED)."""
     final, ckpt = out_dir / FINAL, out_dir / CHECKPOINT
+    remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir / MAPS_DIR)
     if final.exists():
-        state = load_checkpoint(final)
-        if resume and _reusable(state, settings):
+        state = _load_or_none(final, force)
+        if resume and state is not None and _reusable(state, settings):
             return "reuse", state
         if not force:
-            why = "was trained with other settings or code" if resume else "is trained"
+            why = "was trained with other settings, data or code" if resume else "is trained"
             raise AlreadyExistsError(f"{final}: the run {why}; pass --force to train it again")
     elif ckpt.exists():
         if resume:
-            previous = load_checkpoint(ckpt)
-            if _resumable(previous, settings):
+            previous = _load_or_none(ckpt, force)
+            if previous is not None and _resumable(previous, settings):
+                remove_derived(out_dir)
                 return "resume", previous
             if not force:
                 raise TrainingError(
-                    f"{ckpt}: was trained with other settings; pass --force to start over"
+                    f"{ckpt}: was trained with other settings or data; pass --force to start over"
                 )
         elif not force:
             raise AlreadyExistsError(
                 f"{ckpt}: an unfinished run; pass --resume to continue it or --force to restart"
             )
+    remove_derived(out_dir)
     for path in (final, ckpt, out_dir / TRAIN_LOG):
         path.unlink(missing_ok=True)
     for stale in out_dir.glob(f"{FEATURE_CACHE_PREFIX}*"):  # left by a killed run
@@ -183,6 +211,7 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.resolved()
     action, previous = _start_state(out_dir, settings, resume, force)
     write_settings(out_dir, settings)
     if action == "reuse":
@@ -212,6 +241,7 @@ def train(
         history, start = previous["history"], previous["epoch"]
         reference = previous["diagnostics_reference"]
 
+    data = _data_identity(settings)
     dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
     if len(dataset) == 0:
         raise TrainingError(f"{settings.data.root}: no training images")
@@ -237,6 +267,7 @@ def train(
             "precision": arithmetic,
             "history": history,
             "encoder_fingerprint": encoder_fingerprint(encoder),
+            "data": data,
             "code": code.fingerprint(code.TRAIN),
             "diagnostics_reference": reference,
         }

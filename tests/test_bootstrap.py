@@ -179,16 +179,19 @@ def test_metrics_json_has_95_percent_intervals_from_the_saved_replicates(tmp_pat
 def test_evaluate_bootstrap_option_and_none(tmp_path):
     run = tmp_path / "run"
     write_run(run)
-    result = runner.invoke(app, ["evaluate", str(run), "--no-heatmaps", "--bootstrap", "50"])
+    result = runner.invoke(app, ["evaluate", str(run), "--no-heatmaps", "--bootstrap", "100"])
     assert result.exit_code == 0, result.output
     assert " ±" in result.output and "mTotal" in result.output
-    assert load(run / BOOTSTRAP).count == 50
+    assert load(run / BOOTSTRAP).count == 100
     result = runner.invoke(app, ["evaluate", str(run), "--no-heatmaps", "--bootstrap", "0"])
     assert result.exit_code == 0 and " ±" not in result.output
     assert json.loads((run / "metrics.json").read_text())["intervals"] is None
     assert load(run / BOOTSTRAP).count == 0
     bad = runner.invoke(app, ["evaluate", str(run), "--bootstrap", "-1"])
     assert bad.exit_code == 1 and "evaluate.bootstrap" in bad.output
+    few = runner.invoke(app, ["evaluate", str(run), "--bootstrap", "1"])  # it printed ±0.0
+    assert few.exit_code == 1 and "evaluate.bootstrap=1: give 0" in few.output
+    assert "at least 100 replicates" in few.output
 
 
 def test_paired_differences_and_p_values():
@@ -226,7 +229,7 @@ def test_runs_on_other_test_images_are_not_paired(tmp_path):
     data.paths = data.paths[::-1].copy()  # other images in the same places
     write_class_maps(tmp_path / "b" / "maps", "grid", data)
     for name in ("a", "b"):
-        evaluate_run(tmp_path / name, EvaluateSettings(bootstrap=20), heatmaps=False)
+        evaluate_run(tmp_path / name, EvaluateSettings(bootstrap=100), heatmaps=False)
     result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert result.exit_code == 1
     assert "different test images (class grid)" in result.output

@@ -255,5 +255,6 @@ def test_fetch_visa_over_http(tmp_path):
         "test_good": 1,
         "test_anomalous": 1,
         "defect_types": ["bad"],
+        "pixel_formats": ["8-bit RGB"],
     }
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["downloads", "visa"]

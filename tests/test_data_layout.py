@@ -131,6 +131,7 @@ def test_check_json(tree):
         "test_good": 2,
         "test_anomalous": 2,
         "defect_types": ["crack"],
+        "pixel_formats": ["8-bit RGB"],
     }
 
 

@@ -21,7 +21,7 @@ from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
 from cnc.devices import DeviceError, claim_gpu
 from cnc.io import DiskFullError
-from cnc.runs import CHECKPOINT, MAPS_DIR, TrainingError, load_checkpoint, run_lock
+from cnc.runs import CHECKPOINT, MAPS_DIR, RunBusyError, load_checkpoint, run_lock
 
 HOLD = """
 import sys, time
@@ -92,8 +92,8 @@ def test_a_second_process_on_a_run_names_the_first(tmp_path):
 
     holder = hold(LOCK, tmp_path / "run", tmp_path / "held")
     try:
-        busy = rf"pid {holder.pid} on .* is working on this run"
-        with pytest.raises(TrainingError, match=busy), run_lock(tmp_path / "run"):
+        busy = rf"cannot start writing while pid {holder.pid} on .* works on this run"
+        with pytest.raises(RunBusyError, match=busy), run_lock(tmp_path / "run"):
             pass
         data = tmp_path / "data"  # the cheap checks (data, weights, disk) pass first
         synthetic(SyntheticSpec(image_size=48, classes=("wood",), train_per_class=1), data)

@@ -28,6 +28,7 @@ from cnc.settings import (
     DataSettings,
     ModelSettings,
     RunSettings,
+    fit_resolution,
     resolve_taps,
     tiny_name,
 )
@@ -346,10 +347,13 @@ def test_openai_weights_in_the_cache_are_loaded_as_a_file_without_the_hub(tmp_pa
 @pytest.mark.parametrize("backbone", PAPER_BACKBONES)
 @pytest.mark.parametrize("resolution", [128, 224, 256, 512])
 def test_paper_backbones_tap_shapes_at_every_resolution(backbone, resolution):
-    """The real architectures, built on the meta device: shapes without weights or compute."""
+    """The real architectures, built on the meta device: shapes without weights or compute,
+    at the paper's resolutions fitted to the patch size (ViT-L/14: 126, 252, 518)."""
     taps = resolve_taps(backbone, None)
-    encoder = FrozenCLIP(backbone, "random", resolution, taps, device="meta")
     patch = 32 if backbone == "ViT-B-32" else 14 if backbone.startswith("ViT-L") else 16
+    resolution = fit_resolution(backbone, resolution)
+    assert resolution % patch == 0
+    encoder = FrozenCLIP(backbone, "random", resolution, taps, device="meta")
     width = 1024 if backbone.startswith("ViT-L") else 768
     side = resolution // patch
     assert encoder.grid == (side, side)

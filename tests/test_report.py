@@ -20,13 +20,13 @@ from cnc.data.registry import MVTEC_COUNTS
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
 from cnc.evaluation.replicates import Replicates, load, save
-from cnc.io import write_json
+from cnc.io import sha256_file, write_json
 from cnc.report import paper
 from cnc.report.build import write_reports
 from cnc.report.layouts import COST_COLUMNS
 from cnc.report.render import Num, mark
-from cnc.report.results import ResultsError
-from cnc.runs import BOOTSTRAP
+from cnc.runs import BOOTSTRAP, StaleResultError
+from cnc.settings import MASK_RULE, EvaluateSettings
 
 runner = CliRunner()
 PARAMS = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -44,16 +44,26 @@ def value(run: str, cls: str, metric: str) -> float:
 
 
 def fake_run(
-    runs_dir, name: str, dataset: str, classes: list[str], shift: float = 0.0, like: str = ""
+    runs_dir,
+    name: str,
+    dataset: str,
+    classes: list[str],
+    shift: float = 0.0,
+    like: str = "",
+    scoring: EvaluateSettings = EvaluateSettings(),
 ):
-    """metrics.json (values from the name, or from `like`'s), config.json, train_log.csv."""
+    """metrics.json (values from the name, or from `like`'s; `scoring`'s protocol; the
+    digest of the bootstrap.npz beside it), config.json, train_log.csv."""
     per_class = {c: {m: value(like or name, c, m) + shift for m in METRICS} for c in classes}
     mean = {m: float(np.mean([v[m] for v in per_class.values()])) for m in METRICS}
     folder = runs_dir / name
+    fake_replicates(folder, name, per_class, 200 if scoring.bootstrap else 0)
     write_json(
         folder / "metrics.json",
         {
             "run": name,
+            "protocol": {"map_size": 112, "mask_rule": MASK_RULE, **scoring.protocol()},
+            "files": {"maps": None, "outputs": {BOOTSTRAP: sha256_file(folder / BOOTSTRAP)}},
             "classes": per_class,
             "mean": mean,
             "mtotal": float(np.mean(list(mean.values()))),
@@ -67,7 +77,6 @@ def fake_run(
         },
     )
     write_json(folder / "config.json", {"data": {"dataset": dataset, "root": "data"}})
-    fake_replicates(folder, name, per_class)
     cost = {k: 1.0 + zlib.crc32(f"{name}/{k}".encode()) % 100 for k in COST_COLUMNS}
     write_json(folder / "cost.json", {**cost, "device": "CPU: test", "precision": "fp32"})
     pd.DataFrame({"epoch": [1, 2], "distill": [1.0, 0.5], "total": [3.0, 2.0]}).to_csv(
@@ -88,7 +97,7 @@ def fake_replicates(folder, name: str, per_class: dict, count: int = 200) -> Non
 def fake_grid(runs_dir, params, dataset, classes, seeds_shift=None):
     for name in grid.grid_points(params):
         shift = (seeds_shift or {}).get(name[-2:], 0.0)
-        fake_run(runs_dir, name, dataset, classes, shift)
+        fake_run(runs_dir, name, dataset, classes, shift, scoring=grid.evaluate_settings(params))
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +230,7 @@ def test_marks_best_and_second_with_ties():
 def test_a_missing_metrics_file_names_it(tmp_path):
     fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
     (tmp_path / "runs" / MAIN / "metrics.json").unlink()
-    with pytest.raises(ResultsError, match=rf"{MAIN}/metrics.json: missing"):
+    with pytest.raises(StaleResultError, match=rf"{MAIN}/metrics.json: missing"):
         write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
 
 
@@ -424,12 +433,13 @@ def test_the_interval_of_several_seeds_is_that_of_their_average(tmp_path):
 
 
 def test_runs_without_replicates_are_reported_without_intervals(tmp_path):
-    fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
-    for path in (tmp_path / "runs").glob(f"*/{BOOTSTRAP}"):
-        path.unlink()
-    write_reports(PARAMS, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
+    params = {**PARAMS, "evaluate": {"bootstrap": 0}}
+    fake_grid(tmp_path / "runs", params, "synthetic", ["wood"])
+    assert load(tmp_path / "runs" / MAIN / BOOTSTRAP).count == 0
+    write_reports(params, tmp_path / "runs", tmp_path / "reports", tmp_path / "figures")
     text = (tmp_path / "reports" / "table2.md").read_text()
-    assert " ±" not in text and "†" not in text and "bootstrap" not in text
+    assert " ±" not in text and "†" not in text and "95 %" not in text
+    assert "; no bootstrap intervals." in text
 
 
 def test_the_defect_report_lists_each_type_of_the_main_run(smoke_reports):

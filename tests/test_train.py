@@ -157,13 +157,13 @@ def test_a_finished_run_is_reused_only_with_the_same_settings_and_code(
     reused = train(config(data_root), trained, resume=True, progress=False)
     assert (trained / FINAL).stat().st_mtime_ns == before  # reused, not retrained
     assert same_weights(reused.state["model"], weights(trained)) and reused.network is None
-    with pytest.raises(FileExistsError, match="other settings or code; pass --force"):
+    with pytest.raises(FileExistsError, match="other settings, data or code; pass --force"):
         train(config(data_root, lr=5e-4), trained, resume=True, progress=False)
     run = tmp_path / "old-code"
     train(config(data_root, epochs=1), run, progress=False)
     state = load_checkpoint(run / FINAL)
     save_checkpoint(run / FINAL, {**state, "settings": state["settings"].to_dict(), "code": "old"})
-    with pytest.raises(FileExistsError, match="other settings or code"):
+    with pytest.raises(FileExistsError, match="other settings, data or code"):
         train(config(data_root, epochs=1), run, resume=True, progress=False)
     train(config(data_root, epochs=1), run, resume=True, force=True, progress=False)
     assert load_checkpoint(run / FINAL)["code"] != "old"
@@ -175,7 +175,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings_unless_forced(
     run = tmp_path / "x"
     interrupt(monkeypatch, config(data_root, checkpoint_every=1), run, at_epoch=1)
     other = config(data_root, epochs=3, lr=5e-4)
-    with pytest.raises(TrainingError, match="other settings; pass --force to start over"):
+    with pytest.raises(TrainingError, match="other settings or data; pass --force to start over"):
         train(other, run, resume=True, progress=False)
     train(other, run, resume=True, force=True, progress=False)
     assert load_checkpoint(run / FINAL)["settings"].train.lr == 5e-4
@@ -395,7 +395,7 @@ def test_predict_writes_overlays_and_refuses_to_overwrite(trained, data_root, tm
         predict(trained, images[:1], tmp_path / "out")
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
+    with pytest.raises(ValueError, match=r"bad\.png: unreadable or truncated image"):
         predict(trained, [bad], tmp_path / "out2")
     with pytest.raises(ValueError, match=r"--class carpet: the run was not trained on it"):
         predict(trained, images[:1], tmp_path / "out3", cls="carpet")

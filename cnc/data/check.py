@@ -1,4 +1,5 @@
-"""Validation of an MVTec-layout folder: per-class counts and every problem found."""
+"""Validation of an MVTec-layout folder: per-class counts, pixel formats and every
+problem found."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from cnc.data.images import describe, image_size, pixel_format
 from cnc.data.layout import GOOD, LayoutError, Sample, class_samples, discover_classes
+from cnc.errors import BadFileError
 
 
 @dataclass
@@ -16,6 +19,7 @@ class ClassCounts:
     test_good: int
     test_anomalous: int
     defect_types: list[str]
+    pixel_formats: list[str] = field(default_factory=list)  # e.g. "8-bit RGB", "16-bit gray"
 
 
 @dataclass
@@ -36,42 +40,81 @@ class CheckReport:
             "problems": list(self.problems),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckReport:
+        classes = {c: ClassCounts(**n) for c, n in data["classes"].items()}
+        return cls(data["root"], classes, list(data["problems"]))
+
 
 def image_problem(path: Path) -> str | None:
-    """None when the image decodes completely, else a message naming the file."""
+    """None when the image decodes completely in a supported format, else a message
+    naming the file."""
     try:
-        with Image.open(path) as im:
-            im.load()  # decodes every byte: catches truncated files, not only bad headers
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"{path}: unreadable or truncated image ({exc}); replace the file"
+        describe(path)
+    except BadFileError as exc:
+        return str(exc)
     return None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as im:
-        return im.size
+def _header_format(path: Path) -> str | None:
+    """The pixel format from the header alone (None when unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return pixel_format(im)
+    except (OSError, SyntaxError, ValueError):
+        return None
 
 
 def _size_problem(sample: Sample) -> str | None:
     """A message when the mask's size differs from its image's (headers only)."""
-    mask_size, image_size = _image_size(sample.mask), _image_size(sample.image)
-    if mask_size == image_size:
+    try:
+        mask_size, size = image_size(sample.mask), image_size(sample.image)
+    except BadFileError as exc:
+        return str(exc)
+    if mask_size == size:
         return None
     return (
         f"{sample.mask}: mask size {mask_size} differs from its image "
-        f"{sample.image} {image_size}; masks must match their image"
+        f"{sample.image} {size}; masks must match their image"
     )
 
 
-def _sample_problems(sample: Sample) -> list[str]:
-    found = [p for p in (image_problem(sample.image),) if p]
+def _sample_problems(sample: Sample, decode: bool) -> list[str]:
+    found = [p for p in (image_problem(sample.image),) if p] if decode else []
     if sample.mask is not None:
-        mask_problem = image_problem(sample.mask)
+        mask_problem = image_problem(sample.mask) if decode else None
         if mask_problem:
             found.append(mask_problem)
         elif not found and (size := _size_problem(sample)):
             found.append(size)
     return found
+
+
+def _stray_folders(root: Path) -> list[str]:
+    """Folders that look like a class but are not read as one (no train/)."""
+    problems = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (folder / "train").is_dir():
+            continue
+        if (folder / "test").is_dir() or (folder / "ground_truth").is_dir():
+            problems.append(f"{folder}: has test images but no train/good; every class needs both")
+        elif not any(folder.iterdir()):
+            problems.append(f"{folder}: empty folder, not a class; remove it or fill it")
+    return problems
+
+
+def _class_problems(root: Path, cls: str, counts: ClassCounts) -> list[str]:
+    if not counts.train:
+        return [f"{root / cls / 'train' / GOOD}: empty class, no training images"]
+    if not counts.test_good + counts.test_anomalous:
+        return [f"{root / cls / 'test'}: empty class, no test images"]
+    missing = [k for k, n in (("normal", counts.test_good), ("anomalous", counts.test_anomalous))
+               if not n]  # fmt: skip
+    return [
+        f"{root / cls / 'test'}: no {kind} test images; the image metrics need both normal "
+        "(test/good) and anomalous ones"
+        for kind in missing
+    ]
 
 
 def check_root(root: Path, classes: list[str] | None = None, decode: bool = True) -> CheckReport:
@@ -86,6 +129,8 @@ def check_root(root: Path, classes: list[str] | None = None, decode: bool = True
     except LayoutError as exc:
         report.problems.append(str(exc))
         return report
+    if classes is None:
+        report.problems.extend(_stray_folders(root))
     for cls in names:
         try:
             train = class_samples(root, cls, "train")
@@ -93,23 +138,19 @@ def check_root(root: Path, classes: list[str] | None = None, decode: bool = True
         except LayoutError as exc:
             report.problems.append(str(exc))
             continue
-        defects = sorted({s.defect for s in test if s.defect != GOOD})
-        report.classes[cls] = ClassCounts(
+        samples = train + test
+        formats = {f for s in samples if (f := _header_format(s.image))}
+        counts = ClassCounts(
             train=len(train),
             test_good=sum(s.defect == GOOD for s in test),
             test_anomalous=sum(s.defect != GOOD for s in test),
-            defect_types=defects,
+            defect_types=sorted({s.defect for s in test if s.defect != GOOD}),
+            pixel_formats=sorted(formats),
         )
-        if not train:
-            empty = root / cls / "train" / GOOD
-            report.problems.append(f"{empty}: empty class, no training images")
-        if not test:
-            report.problems.append(f"{root / cls / 'test'}: empty class, no test images")
-        for sample in train + test:
-            if decode:
-                report.problems.extend(_sample_problems(sample))
-            elif sample.mask is not None and (size := _size_problem(sample)):
-                report.problems.append(size)
+        report.classes[cls] = counts
+        report.problems.extend(_class_problems(root, cls, counts))
+        for sample in samples:
+            report.problems.extend(_sample_problems(sample, decode))
     return report
 
 

@@ -1,10 +1,11 @@
 """Torch datasets over the MVTec layout, with the CLIP normalisation of a backbone.
 
-Images: converted to RGB (grayscale classes get three equal channels) and resized to
-the square input resolution with bicubic interpolation, no crop (a crop could cut a
-defect away). Masks: any non-zero value counts as anomalous (so 0/255, 0/1 and
-label-index masks all work); the 0/1 mask is resized with antialiased bilinear
-interpolation and binarised at > 0.5: a pixel is anomalous when more than half of it was
+Images: decoded by their real depth (cnc.data.images), converted to RGB (grayscale
+classes get three equal channels) and resized to the square input resolution with bicubic
+interpolation, no crop (a crop could cut a defect away). Masks: any non-zero value counts
+as anomalous (so 0/255, 0/1, 16-bit and label-index masks all work); a mask must have its
+image's size; the 0/1 mask is resized with antialiased bilinear interpolation and
+binarised at > 0.5: a pixel is anomalous when more than half of it was
 (`cnc.settings.MASK_RULE`, recorded with every run's maps).
 """
 
@@ -19,23 +20,25 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from cnc.data.layout import Sample, dataset_samples
+from cnc.data.images import image_size, load_image, mask_pixels
+from cnc.data.layout import LayoutError, Sample, dataset_samples
 from cnc.settings import DataSettings
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """uint8 (size, size, 3) RGB."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
-
-
-def load_mask(path: Path | None, size: int) -> np.ndarray:
-    """bool (size, size); all False for a normal image."""
+def load_mask(path: Path | None, size: int, image: Path | None = None) -> np.ndarray:
+    """bool (size, size); all False for a normal image. With `image`, a mask whose size
+    differs from that image's is an error naming both (never stretched silently)."""
     if path is None:
         return np.zeros((size, size), dtype=bool)
-    with Image.open(path) as im:
-        values = (np.asarray(im.convert("L")) != 0).astype(np.float32)
-    resized = Image.fromarray(values).resize((size, size), Image.Resampling.BILINEAR)
+    values = mask_pixels(path)
+    if image is not None and (values.shape[1], values.shape[0]) != image_size(image):
+        raise LayoutError(
+            f"{path}: mask size {values.shape[1]}x{values.shape[0]} differs from its image "
+            f"{image} ({'x'.join(map(str, image_size(image)))}); masks must match their image"
+        )
+    resized = Image.fromarray(values.astype(np.float32)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     return np.asarray(resized) > 0.5
 
 
@@ -62,11 +65,11 @@ class AnomalyDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        pixels = torch.from_numpy(load_image(sample.image, self.resolution).copy())
-        image = (pixels.permute(2, 0, 1).float() / 255.0 - self.mean) / self.std
+        pixels = torch.from_numpy(load_image(sample.image, self.resolution))
+        image = (pixels.permute(2, 0, 1) - self.mean) / self.std
         return {
             "image": image,
-            "mask": torch.from_numpy(load_mask(sample.mask, self.mask_size)),
+            "mask": torch.from_numpy(load_mask(sample.mask, self.mask_size, sample.image)),
             "label": sample.label,
             "cls": sample.cls,
             "defect": sample.defect,

@@ -13,7 +13,7 @@ from typing import Any
 
 from cnc.data import visa
 from cnc.data.check import check_root, count_mismatches
-from cnc.data.download import download, extract
+from cnc.data.download import DownloadError, HashMismatch, download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
 from cnc.data.registry import DATASET_NAMES, REMOTE, RemoteDataset
 from cnc.data.synthetic import SETS, SyntheticSpec, contact_sheet, generate
@@ -70,9 +70,18 @@ def fetch(
     if root.exists():
         return verify_root(root, name, expected)
     downloads = Path(downloads) if downloads else root.parent / "downloads"
-    archive = download(
-        url or spec.url, downloads / spec.archive, spec.sha256, retries=retries, progress=progress
-    )
+    try:
+        archive = download(
+            url or spec.url, downloads / spec.archive, spec.sha256, retries=retries,
+            progress=progress,
+        )  # fmt: skip
+    except HashMismatch:
+        raise
+    except DownloadError as exc:  # a mistyped root looks like a dataset not yet fetched
+        raise DownloadError(
+            f"{root}: dataset root not found (data.{name}.root; if the dataset is elsewhere, "
+            f"give that folder), so it was to be fetched, and that failed: {exc}"
+        ) from None
     if name == "visa":
         raw = root.with_name(f".{root.name}.raw")
         shutil.rmtree(raw, ignore_errors=True)  # our own leftover from a killed run

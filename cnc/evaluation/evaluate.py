@@ -10,6 +10,7 @@ process per run starts in a fraction of a second.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,17 @@ from cnc.evaluation.maps import (
 )
 from cnc.evaluation.metrics import METRICS, MetricError, class_metrics
 from cnc.evaluation.replicates import Replicates, image_digest, intervals, save
-from cnc.io import atomic_path, write_json
-from cnc.runs import BOOTSTRAP, HEATMAPS_DIR, MAPS_DIR, METRICS_CSV, METRICS_JSON
+from cnc.io import Outputs, committed, remove_stale_temporaries, sha256_file
+from cnc.runs import (
+    BOOTSTRAP,
+    EVALUATION_OUTPUTS,
+    HEATMAPS_DIR,
+    MAPS_DIR,
+    METRICS_CSV,
+    METRICS_JSON,
+    PROTOCOL,
+    run_lock,
+)
 from cnc.settings import EvaluateSettings
 
 
@@ -43,16 +53,37 @@ def evaluate_run(
     run_dir: Path, settings: EvaluateSettings | None = None, heatmaps: bool = True
 ) -> dict[str, Any]:
     """Write `metrics.json` (percentages, full precision; intervals; per defect type),
-    `metrics.csv`, the replicates (`bootstrap.npz`) and heat maps."""
-    began = time.perf_counter()
+    `metrics.csv`, the replicates (`bootstrap.npz`) and heat maps, holding the run
+    (cnc.runs.run_lock) so that no training or inference changes the maps meanwhile.
+
+    The outputs are committed together (cnc.io.committed): metrics.json last, carrying the
+    digests of the maps' protocol.json it was computed from and of the files written with
+    it, which every reader checks (cnc.runs.checked_metrics)."""
     run_dir = Path(run_dir)
-    settings = settings or EvaluateSettings()
+    with run_lock(run_dir, purpose="evaluation"):
+        remove_stale_temporaries(run_dir)
+        remove_stale_temporaries(run_dir / HEATMAPS_DIR)
+        with committed(run_dir / METRICS_JSON) as outputs:
+            return _evaluate(run_dir, settings or EvaluateSettings(), heatmaps, outputs)
+
+
+def _evaluate(
+    run_dir: Path, settings: EvaluateSettings, heatmaps: bool, outputs: Outputs
+) -> dict[str, Any]:
+    began = time.perf_counter()
     maps_dir = run_dir / MAPS_DIR
-    protocol = {**read_protocol(maps_dir), **settings.protocol()}
+    recorded = read_protocol(maps_dir)
+    computed_from = sha256_file(maps_dir / PROTOCOL)  # the run is held: it stays the same
+    protocol = {k: v for k, v in recorded.items() if k not in ("maps", "model")}
+    protocol |= settings.protocol()
+    drawn = outputs.folder(run_dir / HEATMAPS_DIR) if heatmaps else None
+    if drawn is None:
+        outputs.remove(run_dir / HEATMAPS_DIR)  # an earlier evaluation's: not of this one
     per_class: dict[str, dict[str, float]] = {}
     replicates, images, defects = [], [], {}
-    for cls, path in class_files(maps_dir).items():
-        data = read_class_maps(path)
+    digests = recorded.get("maps") or {}
+    for cls, path in class_files(maps_dir, recorded).items():
+        data = read_class_maps(path, digests.get(cls))
         data.maps = smooth(data.maps, settings.sigma)
         try:
             values = class_metrics(data.maps, data.masks, data.labels)
@@ -67,15 +98,20 @@ def evaluate_run(
         )
         images.append(image_digest(data.image_ids(), data.labels))
         defects[cls] = defect_metrics(data)
-        if heatmaps:
+        if drawn is not None:
             from cnc.evaluation.heatmaps import class_heatmap  # matplotlib: only when drawn
 
             scores = image_scores_from_maps(data.maps)
-            out = run_dir / HEATMAPS_DIR / f"{cls}.png"
-            class_heatmap(data, scores, out, f"{run_dir.name}: {cls}")
+            class_heatmap(data, scores, drawn / f"{cls}.png", f"{run_dir.name}: {cls}")
     mean, mtotal = summarise(per_class)
     seed = settings.bootstrap_seed
     reps = Replicates(tuple(per_class), np.stack(replicates), tuple(images), seed)
+    with open(outputs.file(run_dir / METRICS_CSV), "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", *METRICS])
+        for cls, values in [*per_class.items(), ("mean", mean)]:
+            writer.writerow([cls, *(repr(values[k]) for k in METRICS)])
+    save(outputs.file(run_dir / BOOTSTRAP), reps)
     result = {
         "run": run_dir.name,
         "units": "percent",
@@ -89,12 +125,14 @@ def evaluate_run(
             "train": provenance.read_training(run_dir),
             "evaluate": provenance.step_record(None, time.perf_counter() - began),
         },
+        # What this result was computed from and written with (cnc.runs.checked_metrics).
+        "files": {
+            "maps": computed_from,
+            "outputs": {
+                name: sha256_file(outputs.staged[run_dir / name]) for name in EVALUATION_OUTPUTS
+            },
+        },
     }
-    with atomic_path(run_dir / METRICS_CSV) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["class", *METRICS])
-        for cls, values in [*per_class.items(), ("mean", mean)]:
-            writer.writerow([cls, *(repr(values[k]) for k in METRICS)])
-    save(run_dir / BOOTSTRAP, reps)
-    write_json(run_dir / METRICS_JSON, result)
+    metrics = outputs.file(run_dir / METRICS_JSON)
+    metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result

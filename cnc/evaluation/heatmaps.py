@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend
-from PIL import Image
 
+from cnc.data.images import display_image
+from cnc.errors import BadFileError
 from cnc.evaluation.maps import ClassMaps
 from cnc.io import atomic_path
 
@@ -37,12 +38,11 @@ def pick(data: ClassMaps, n_normal: int, n_anomalous: int) -> list[int]:
     return chosen
 
 
-def _source(path: str, size: tuple[int, int]) -> np.ndarray:
+def _source(path: str, size: int) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize(size[::-1], Image.Resampling.BICUBIC))
-    except OSError:
-        return np.full((*size, 3), 128, dtype=np.uint8)  # source moved: show the map alone
+        return display_image(Path(path), size)
+    except BadFileError:
+        return np.full((size, size, 3), 128, dtype=np.uint8)  # source moved: the map alone
 
 
 def class_heatmap(
@@ -59,7 +59,7 @@ def class_heatmap(
     fig = Figure(figsize=(6.6, 2 * len(rows)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for row, index in enumerate(rows):
-        image = _source(str(data.paths[index]), data.maps.shape[1:])
+        image = _source(str(data.paths[index]), data.maps.shape[1])
         name = "/".join(Path(str(data.paths[index])).parts[-2:])  # e.g. hole/009.png
         panels = (
             (image, None, name),

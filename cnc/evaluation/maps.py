@@ -7,12 +7,15 @@ One compressed `<cls>.npz` per class in a run's maps folder (cnc.runs.MAPS_DIR),
   labels        int8    (N,)       1 = anomalous
   paths         str     (N,)       source images, for heat maps
   defects       str     (N,)       each image's defect type: its test folder ("good": normal)
-and `protocol.json` beside them: map size and mask rule. Smoothing happens at
-evaluation, so a new sigma re-scores the saved maps without inference.
+and `protocol.json` beside them: map size, mask rule, the content digest of every
+class's file and the stamp of the model file the maps came from (cnc.runs). Smoothing
+happens at evaluation, so a new sigma re-scores the saved maps without inference.
 """
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,30 @@ def image_scores_from_maps(maps: np.ndarray) -> np.ndarray:
     return maps.reshape(len(maps), -1).max(axis=1)
 
 
-def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
+def _stored(data: ClassMaps) -> dict[str, np.ndarray]:
+    return {
+        "maps": np.asarray(data.maps).astype(np.float16),
+        "masks": np.asarray(data.masks).astype(bool),
+        "labels": np.asarray(data.labels).astype(np.int8),
+        "paths": np.asarray(data.paths, dtype=str),
+        "defects": np.asarray(data.defects, dtype=str),
+    }
+
+
+def content_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A sha256 of a maps file's arrays (type, shape, bytes), whatever the zip around
+    them (which records when it was written)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}:".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> str:
+    """Write `<cls>.npz`; returns its content digest. Maps that are not finite at their
+    stored precision are refused: they would only fail later, in every metric."""
     n = len(data.labels)
     shapes = {
         "maps": data.maps.shape[0],
@@ -69,34 +95,46 @@ def write_class_maps(folder: Path, cls: str, data: ClassMaps) -> Path:
     }
     if any(v != n for v in shapes.values()) or data.maps.shape != data.masks.shape:
         raise ValueError(f"{cls}: inconsistent array lengths {shapes} for {n} labels")
-    path = Path(folder) / f"{cls}.npz"
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            maps=data.maps.astype(np.float16),
-            masks=data.masks.astype(bool),
-            labels=data.labels.astype(np.int8),
-            paths=np.asarray(data.paths, dtype=str),
-            defects=np.asarray(data.defects, dtype=str),
+    arrays = _stored(data)
+    bad = int((~np.isfinite(arrays["maps"])).sum())
+    if bad:
+        raise MapsError(
+            f"{cls}: {bad} map values are not finite (as float16); the model is damaged or "
+            "diverged. Nothing was written: the earlier maps are kept"
         )
-    return path
+    with atomic_path(Path(folder) / f"{cls}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return content_digest(arrays)
 
 
-def read_class_maps(path: Path) -> ClassMaps:
+def read_class_maps(path: Path, digest: str | None = None) -> ClassMaps:
+    """A class's maps; with `digest` (from protocol.json), checked to be what inference
+    wrote. Only arrays of plain types are read (no pickles)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            paths = z["paths"]
-            # Maps written before defect types were recorded: from the folder names.
-            defects = z["defects"] if "defects" in z else np.array(list(map(defect_type, paths)))
-            return ClassMaps(
-                maps=z["maps"].astype(np.float32),
-                masks=z["masks"].astype(bool),
-                labels=z["labels"].astype(np.int64),
-                paths=paths,
-                defects=defects,
-            )
-    except (OSError, KeyError, ValueError) as exc:
-        raise MapsError(f"{path}: not a readable maps file ({exc}); run inference again") from None
+            arrays = {k: z[k] for k in z.files}
+        # Maps written before defect types were recorded: from the folder names.
+        defects = arrays.get("defects")
+        if defects is None:
+            defects = np.array(list(map(defect_type, arrays["paths"])))
+        data = ClassMaps(
+            maps=arrays["maps"].astype(np.float32),
+            masks=arrays["masks"].astype(bool),
+            labels=arrays["labels"].astype(np.int64),
+            paths=arrays["paths"],
+            defects=defects,
+        )
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise MapsError(
+            f"{path}: not a readable maps file ({exc or type(exc).__name__}); run inference "
+            f"again (`cnc infer {Path(path).parent.parent}`)"
+        ) from None
+    if digest is not None and content_digest(arrays) != digest:
+        raise MapsError(
+            f"{path}: changed since inference wrote it (its content digest differs from "
+            f"{PROTOCOL}'s); run inference again (`cnc infer {Path(path).parent.parent}`)"
+        )
+    return data
 
 
 def write_protocol(folder: Path, protocol: dict[str, Any]) -> None:
@@ -110,8 +148,21 @@ def read_protocol(folder: Path) -> dict[str, Any]:
     return read_json(path)
 
 
-def class_files(folder: Path) -> dict[str, Path]:
-    files = {p.stem: p for p in sorted(Path(folder).glob("*.npz"))}
+def class_files(folder: Path, protocol: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Each class's maps file: those protocol.json lists (each must be there), else every
+    `<class>.npz` of the folder."""
+    folder = Path(folder)
+    listed = (protocol or {}).get("maps")
+    if listed:
+        files = {cls: folder / f"{cls}.npz" for cls in listed}
+        missing = [p for p in files.values() if not p.is_file()]
+        if missing:
+            raise MapsError(
+                f"{missing[0]}: missing (listed in {PROTOCOL}); run inference again "
+                f"(`cnc infer {folder.parent}`)"
+            )
+        return files
+    files = {p.stem: p for p in sorted(folder.glob("*.npz"))}
     if not files:
         raise MapsError(f"{folder}: no <class>.npz maps; run `cnc infer` for this run first")
     return files

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from torch import nn
 
-from cnc.settings import PAPER_BACKBONES, BackboneError, tiny_name
+from cnc.settings import PAPER_BACKBONES, BackboneError, check_resolution, tiny_name
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
@@ -151,6 +151,7 @@ class FrozenCLIP(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.clip = create_clip(backbone, weights, resolution, device)
+        check_resolution(backbone, resolution, self.clip.visual.patch_size[0])
         depth = len(self.clip.visual.transformer.resblocks)
         if len(taps) != 3 or not all(1 <= t <= depth for t in taps) or list(taps) != sorted(taps):
             raise BackboneError(f"taps {taps}: need three increasing block numbers in 1..{depth}")

@@ -7,10 +7,11 @@ from typing import Any
 
 from cnc import grid, provenance
 from cnc.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
-from cnc.io import atomic_path, write_json, write_text
+from cnc.io import atomic_path, committed, remove_stale_temporaries, write_json, write_text
 from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
 from cnc.report.layouts import Built, build, preamble
 from cnc.report.render import latex, markdown
+from cnc.runs import checked_metrics, reading_runs
 
 
 def subtitle(params: dict[str, Any]) -> str:
@@ -45,11 +46,33 @@ def write_reports(
 ) -> list[Path]:
     """Write the files (md, tex, csv) and figures of every experiment of a workflow
     target, by default in the scale's folders; the default target adds summary.json and
-    an index. Returns the paths written."""
+    an index. Returns the paths written.
+
+    Every run read is held (shared: no step writes it meanwhile) and checked first: its
+    metrics must belong with its files (cnc.runs.checked_metrics) and be scored under
+    params.yaml's `evaluate` protocol. The files are committed together, the index
+    (README.md; for another target its first file) last."""
     scale = params["scale"]
     runs_dir = Path(runs_dir or grid.runs_dir(scale))
     reports_dir = Path(reports_dir or grid.reports_dir(scale))
     figures_dir = Path(figures_dir or grid.figures_dir(scale))
+    names = report_files(target)
+    commit = reports_dir / (names[-1] if target == DEFAULT_TARGET else names[0])
+    run_dirs = [runs_dir / name for name in grid.grid_points(params, target)]
+    with reading_runs(run_dirs, "a report"):
+        for run_dir in run_dirs:
+            checked_metrics(run_dir, grid.scoring(params))
+        for folder in (reports_dir, figures_dir):
+            remove_stale_temporaries(folder)
+        with committed(commit) as outputs:
+            staged = outputs.within(reports_dir), outputs.within(figures_dir)
+            figures = _write(params, target, runs_dir, *staged)
+    return [reports_dir / f for f in names] + [figures_dir / f.name for f in figures]
+
+
+def _write(
+    params: dict[str, Any], target: str, runs_dir: Path, reports_dir: Path, figures_dir: Path
+) -> list[Path]:
     sub = subtitle(params)
     built = [build(params, name, runs_dir) for name in experiments(target)]
     figures: list[Path] = []
@@ -70,16 +93,20 @@ def write_reports(
                 RUN_FIGURES[key](run, runs_dir, path, sub)
                 figures += [path, path.with_suffix(VECTOR)]
     if target != DEFAULT_TARGET:
-        return [reports_dir / f for f in report_files(target)] + figures
+        return figures
     runs = {
-        n: p for b in built for c in b.results for n, p in zip(c.runs, c.provenance, strict=True)
+        n: (p, protocol)
+        for b in built
+        for c in b.results
+        for n, p, protocol in zip(c.runs, c.provenance, c.protocols, strict=True)
     }
     summary = {
         "scale": params["scale"],
         **{b.name: b.summary for b in built},
+        "protocol": {n: protocol for n, (_, protocol) in sorted(runs.items())},
         "provenance": {
             "report": {"code": provenance.code_state(), "packages": provenance.package_versions()},
-            "runs": {n: provenance.summary([p]) for n, p in sorted(runs.items())},
+            "runs": {n: provenance.summary([p]) for n, (p, _) in sorted(runs.items())},
         },
     }
     write_json(reports_dir / "summary.json", summary)
@@ -93,4 +120,4 @@ def write_reports(
     ]
     index = [*head, "", "Tables and data:", *map(_index_line, built), "", "Figures:", *links]
     write_text(reports_dir / "README.md", "\n".join(index) + "\n")
-    return [reports_dir / f for f in report_files()] + figures
+    return figures

@@ -10,7 +10,7 @@ from cnc import grid
 from cnc.errors import UsageError
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.experiments import EXPERIMENTS, tables
+from cnc.experiments import EXPERIMENTS, cells, tables
 from cnc.params import DEFAULT, load_params
 from cnc.report import paper
 from cnc.report.layouts import (
@@ -19,10 +19,12 @@ from cnc.report.layouts import (
     difference,
     nums,
     preamble,
+    protocol_line,
     uncertainty,
 )
 from cnc.report.render import DIFFERS, Num, Table, difference_text, markdown
-from cnc.report.results import CellResult, cell_result, defect_results
+from cnc.report.results import CellResult, cell_result, defect_results, protocol_differences
+from cnc.runs import checked_metrics, reading_runs
 
 PAPER_DATASET = {"table1": "mvtec", "table3": "visa"}
 
@@ -41,6 +43,14 @@ def compare_runs(run_dirs: list[Path]) -> str:
     if len(run_dirs) < 2:
         raise UsageError("give at least two runs to compare (or one run and --paper)")
     results = [cell_result(d.parent, (d.name,)) for d in run_dirs]
+    protocols = {str(d): r.protocols[0] for d, r in zip(run_dirs, results, strict=True)}
+    differ = protocol_differences(protocols)
+    if differ:
+        raise UsageError(
+            "the runs were scored differently, so their numbers do not compare:\n  "
+            + "\n  ".join(differ)
+            + "\nEvaluate them alike, e.g. `cnc evaluate RUN... --params params.yaml`"
+        )
     ref = results[0]
     classes = list(dict.fromkeys(c for r in results for c in r.classes))
     header = ["class", run_dirs[0].name]
@@ -56,7 +66,7 @@ def compare_runs(run_dirs: list[Path]) -> str:
     tables = [Table("compare", "", header, rows, [note])]
     for d, r in zip(run_dirs[1:], results[1:], strict=True):
         tables.append(paired_table(r, ref, d.name, run_dirs[0].name))
-    head = ["## Run comparison"]
+    head = ["## Run comparison", "", protocol_line([r.protocols[0] for r in results])]
     replicates = [r.replicates.count for r in results if r.replicates is not None]
     if replicates:
         head += ["", uncertainty(1, max(replicates))]
@@ -155,16 +165,18 @@ def compare(
 ) -> str:
     """`cnc compare`: a table of the grid against the paper (`table`; `runs` may name
     the runs folder), one run against the paper (`paper_table`), runs per defect type
-    (`by_defect`), or runs against the first of them."""
-    if by_defect:
-        return compare_by_defect(runs)
+    (`by_defect`), or runs against the first of them. Every run read is held (shared)
+    while it is read, and its metrics checked to belong with its files."""
     if table is not None:
         return compare_table(load_params(params, scale), table, runs[0] if runs else None)
-    if paper_table is not None:
-        if len(runs) != 1:
-            raise UsageError("--paper compares exactly one run with the paper")
-        return compare_with_paper(runs[0], paper_table)
-    return compare_runs(runs)
+    with reading_runs(runs, "a comparison"):
+        if by_defect:
+            return compare_by_defect(runs)
+        if paper_table is not None:
+            if len(runs) != 1:
+                raise UsageError("--paper compares exactly one run with the paper")
+            return compare_with_paper(runs[0], paper_table)
+        return compare_runs(runs)
 
 
 def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = None) -> str:
@@ -172,6 +184,11 @@ def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = Non
     scale's runs folder by default), beside the paper's numbers, as in `cnc report`."""
     if name not in tables():
         raise UsageError(f"--table {name!r}: choose one of {', '.join(tables())}")
-    built = build(params, name, Path(runs_dir or grid.runs_dir(params["scale"])))
+    runs_dir = Path(runs_dir or grid.runs_dir(params["scale"]))
+    run_dirs = [runs_dir / r for c in cells(params)[name] for r in c.runs]
+    with reading_runs(run_dirs, "a comparison"):
+        for run_dir in run_dirs:
+            checked_metrics(run_dir, grid.scoring(params))
+        built = build(params, name, runs_dir)
     experiment = EXPERIMENTS[name]
     return markdown(built.tables, preamble(params, experiment.title, built.results, experiment))

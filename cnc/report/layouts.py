@@ -25,6 +25,7 @@ from cnc.report.results import (
     Stat,
     cell_result,
     defect_results,
+    protocol_differences,
     read_cost,
     trained_resolution,
 )
@@ -97,6 +98,8 @@ def preamble(
     if replicates:
         lines.append(uncertainty(seeds, max(replicates)))
     lines.append(provenance_line([p for r in results for p in r.provenance]))
+    if any(r.protocols for r in results):
+        lines.append(protocol_line([p for r in results for p in r.protocols]))
     if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
         lines += [
             "",
@@ -118,6 +121,32 @@ def provenance_line(records: list[dict[str, Any]]) -> str:
     if not facts:
         return "Provenance: not recorded (runs from an older version); evaluate them again."
     return "Provenance: " + "; ".join(f"{k} {', '.join(v)}" for k, v in facts.items()) + "."
+
+
+def protocol_line(protocols: list[dict[str, Any]]) -> str:
+    """How the numbers were scored (metrics.json's protocol), each value once; several
+    values of a scoring key say the numbers do not compare."""
+
+    def values(read: Callable[[dict[str, Any]], Any]) -> str:
+        return ", ".join(str(v) for v in dict.fromkeys(read(p) for p in protocols))
+
+    sigmas = values(lambda p: p.get("smoothing_sigma"))
+    replicates = values(lambda p: (p.get("bootstrap") or {}).get("replicates"))
+    resampled = (
+        "no bootstrap intervals"
+        if replicates == "0"
+        else f"{replicates} bootstrap replicates per class"
+    )
+    line = (
+        f"Scoring: anomaly maps at {values(lambda p: p.get('map_size'))} px, smoothed with a "
+        f"Gaussian of sigma {sigmas} map pixels; image score: "
+        f"{values(lambda p: p.get('image_score'))}; {resampled}."
+    )
+    differ = protocol_differences({str(i): p for i, p in enumerate(protocols)})
+    if differ:
+        keys = ", ".join(d.split(":")[0] for d in differ)
+        line += f" **The runs were scored differently ({keys}): their numbers do not compare.**"
+    return line
 
 
 def uncertainty(seeds: int, replicates: int) -> str:

@@ -3,6 +3,7 @@ and SD over seeds, and the bootstrap interval of the seed-averaged value."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from cnc.evaluation.replicates import (
     paired,
 )
 from cnc.io import read_json
-from cnc.runs import BOOTSTRAP, CONFIG, COST, METRICS_JSON, TRAIN_LOG, dataset_of
+from cnc.runs import BOOTSTRAP, CONFIG, COST, METRICS_JSON, TRAIN_LOG, checked_metrics, dataset_of
+from cnc.settings import SCORING
 
 
 class ResultsError(UserError, FileNotFoundError):
@@ -76,6 +78,7 @@ class CellResult:
     runs: tuple[str, ...] = ()
     replicates: Replicates | None = None  # seed-averaged; None if a run has none
     provenance: tuple[dict[str, Any], ...] = ()  # each run's (metrics.json, cnc.provenance)
+    protocols: tuple[dict[str, Any], ...] = ()  # each run's evaluation protocol (metrics.json)
 
     def comparable(self, other: CellResult) -> None:
         """Raise unless paired differences with `other` are meaningful (same images)."""
@@ -84,12 +87,20 @@ class CellResult:
 
 
 def read_metrics(runs_dir: Path, name: str) -> dict[str, Any]:
-    path = Path(runs_dir) / name / METRICS_JSON
-    if not path.is_file():
-        raise ResultsError(
-            f"{path}: missing; run the workflow (snakemake / dvc repro) or `cnc evaluate` first"
-        )
-    return read_json(path)
+    """A run's metrics.json, checked to belong with the files beside it."""
+    return checked_metrics(Path(runs_dir) / name)
+
+
+def protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
+    """How runs' evaluation protocols differ where numbers must agree to compare
+    (cnc.settings.SCORING): one line per key that differs, naming each run's value."""
+    lines = []
+    for key in SCORING:
+        values = {run: p.get(key) for run, p in protocols.items()}
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            shown = ", ".join(f"{run} {v}" for run, v in values.items())
+            lines.append(f"{key}: {shown}")
+    return lines
 
 
 def read_replicates(runs_dir: Path, names: tuple[str, ...]) -> Replicates | None:
@@ -139,6 +150,7 @@ def cell_result(runs_dir: Path, names: tuple[str, ...]) -> CellResult:
         runs=tuple(names),
         replicates=reps,
         provenance=tuple(r.get("provenance") or {} for r in results),
+        protocols=tuple(r["protocol"] for r in results),
     )
 
 

@@ -9,5 +9,5 @@ rule prepare_data:
     conda:
         "../../environment.yml"
     shell:
-        "cnc data prepare {wildcards.dataset} --settings {params.settings:q} "
-        "--record {output} > {log} 2>&1"
+        "cnc --log {log} data prepare {wildcards.dataset} --settings {params.settings:q} "
+        "--record {output}"

@@ -16,5 +16,5 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "cnc evaluate {params.run_dir} --settings {params.settings:q} {params.heatmaps} "
-        "> {log} 2>&1"
+        "cnc --log {log} evaluate {params.run_dir} --settings {params.settings:q} "
+        "{params.heatmaps}"

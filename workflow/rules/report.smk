@@ -15,7 +15,7 @@ rule report:
     conda:
         "../../environment.yml"
     shell:
-        "cnc report --params {params.settings:q} --target all > {log} 2>&1"
+        "cnc --log {log} report --params {params.settings:q} --target all"
 
 
 rule report_choices:
@@ -31,4 +31,4 @@ rule report_choices:
     conda:
         "../../environment.yml"
     shell:
-        "cnc report --params {params.settings:q} --target choices > {log} 2>&1"
+        "cnc --log {log} report --params {params.settings:q} --target choices"

@@ -24,5 +24,5 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "cnc train {params.run_dir} --settings {params.settings:q} --resume --force "
-        "--no-progress > {log} 2>&1"
+        "cnc --log {log} train {params.run_dir} --settings {params.settings:q} --resume --force "
+        "--no-progress"
