@@ -3,6 +3,7 @@ disk named as such."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
@@ -149,8 +150,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+_RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two paths in one step (Linux 3.15)
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE, which Python
+    does not wrap); False where the system or file system cannot."""
+    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if rename is None:
+        return False
+    flags = ctypes.c_uint(_RENAME_EXCHANGE)
+    return rename(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), flags) == 0
+
+
 def _swap_folder(new: Path, path: Path) -> None:
-    """Put folder `new` at `path`; an existing one is moved aside, then deleted."""
+    """Put folder `new` at `path`, replacing an existing one in one step where the system
+    can (a reader sees the old folder or the new one, never none); elsewhere the old one
+    is moved aside first. The old one is then deleted."""
+    if path.exists() and _exchange(new, path):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder
+        return
     old = None
     if path.exists():
         old = temporary_folder(path)
