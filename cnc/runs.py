@@ -83,7 +83,7 @@ _held: dict[str, tuple[bool, IO[str]]] = {}  # lock file -> (exclusive, handle),
 
 def _holders(path: Path) -> str:
     """Who holds the lock on `path`: the processes the kernel lists (/proc/locks, Linux),
-    with what the last writer recorded in the file."""
+    each with what it recorded in the file (what it does, since when)."""
     try:
         inode = os.stat(path).st_ino
         lines = Path("/proc/locks").read_text().splitlines()
@@ -94,18 +94,20 @@ def _holders(path: Path) -> str:
         fields = line.replace("->", "").split()
         if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
             pids.append(fields[4])
-    recorded = path.read_text().strip() if path.is_file() else ""
+    recorded = path.read_text().splitlines() if path.is_file() else []
     named = []
     for pid in dict.fromkeys(pids):
-        if recorded.startswith(f"pid {pid} "):
-            named.append(recorded)
+        lines = [line for line in recorded if line.startswith(f"pid {pid} ")]
+        if lines:
+            named.append(lines[-1])
             continue
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             command = ""
-        named.append(f"pid {pid}" + (f" ({command.strip()[:120]})" if command else ""))
-    return "; ".join(named) or recorded or "another process"
+        command = " ".join(command.split())[:120]
+        named.append(f"pid {pid}" + (f" ({command})" if command else ""))
+    return "; ".join(named) or (recorded[-1] if recorded else "another process")
 
 
 @contextmanager
@@ -135,13 +137,13 @@ def run_lock(run_dir: Path, shared: bool = False, purpose: str = "") -> Iterator
                 f"{run_dir}: cannot start {purpose or doing} while {_holders(path)} works on "
                 "this run; wait for it to end, or stop it"
             ) from None
-        if not shared:
+        if not shared:  # a writer is alone: the file names it only
             handle.seek(0)
             handle.truncate()
-            started = time.strftime("%Y-%m-%d %H:%M:%S")
-            what = f" ({purpose})" if purpose else ""
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}{what} since {started}\n")
-            handle.flush()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        what = f" ({purpose})" if purpose else ""
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}{what} since {started}\n")
+        handle.flush()  # readers append (one short write each), a writer rewrites
         _held[str(path)] = (not shared, handle)
         try:
             yield

@@ -117,3 +117,29 @@ def serve(files: dict[str, bytes]) -> Iterator[tuple[str, Server]]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def write_png16(path: Path, array: np.ndarray) -> Path:
+    """A 16-bit PNG of a (H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4)
+    RGBA uint16 array, written by hand: Pillow writes 16-bit gray only."""
+    import struct
+    import zlib
+
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path

@@ -187,6 +187,39 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, key, value, message):
     assert not (work / "results").exists()
 
 
+def test_a_failed_job_shows_its_reason_and_its_log_in_the_terminal(tmp_path):
+    """The profile keeps Snakemake quiet (no rule details, so no failed log either): each
+    job's `cnc --log` writes its log and tells the terminal the first error line."""
+    params = small_params()
+    params["scales"]["smoke"]["backbone"] = {"weights": "/nowhere/clip.pt"}
+    work = project(tmp_path, params=params)
+    run = snakemake(work, "--cores", "2", "all")
+    assert run.returncode != 0
+    shown = run.stdout + run.stderr
+    assert "cnc: error: backbone.weights /nowhere/clip.pt: no such checkpoint file" in shown
+    log = re.search(r"\(log: (logs/smoke/train/[^)]+\.log)\)", shown)
+    assert log, shown[-3000:]
+    assert "no such checkpoint file" in (work / log.group(1)).read_text()
+
+
+def test_the_log_option_sends_output_to_its_file_and_the_reason_to_the_terminal(tmp_path):
+    log = tmp_path / "logs" / "x.log"
+    done = subprocess.run(
+        [str(BIN / "cnc"), "--log", str(log), "data", "check", str(tmp_path / "none")],
+        capture_output=True, text=True, env=env(),
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert "none: dataset root not found" in log.read_text()
+    done = subprocess.run(
+        [str(BIN / "cnc"), "--log", str(log), "evaluate", str(tmp_path / "none")],
+        capture_output=True, text=True, env=env(),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"cnc: error: {tmp_path / 'none'}: no such run folder")
+    assert f"(log: {log})" in done.stderr
+    assert "error:" in log.read_text()
+
+
 def test_a_key_given_twice_stops_snakemake_too(tmp_path):
     work = project(tmp_path)
     text = (work / "params.yaml").read_text()

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from cnc.data.images import describe, image_size, pixel_format
+from cnc.data.images import describe, header_format, image_size
 from cnc.data.layout import GOOD, LayoutError, Sample, class_samples, discover_classes
 from cnc.errors import BadFileError
 
@@ -54,15 +52,6 @@ def image_problem(path: Path) -> str | None:
     except BadFileError as exc:
         return str(exc)
     return None
-
-
-def _header_format(path: Path) -> str | None:
-    """The pixel format from the header alone (None when unreadable)."""
-    try:
-        with Image.open(path) as im:
-            return pixel_format(im)
-    except (OSError, SyntaxError, ValueError):
-        return None
 
 
 def _size_problem(sample: Sample) -> str | None:
@@ -139,7 +128,7 @@ def check_root(root: Path, classes: list[str] | None = None, decode: bool = True
             report.problems.append(str(exc))
             continue
         samples = train + test
-        formats = {f for s in samples if (f := _header_format(s.image))}
+        formats = {f for s in samples if (f := header_format(s.image))}
         counts = ClassCounts(
             train=len(train),
             test_good=sum(s.defect == GOOD for s in test),

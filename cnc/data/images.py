@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +31,38 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 FIX = "replace or convert the file"
 
 
-@contextmanager
-def opened(path: Path) -> Iterator[Image.Image]:
-    """The image at `path`, fully decoded; a damaged or unknown file is a BadFileError
-    naming it (Pillow's own errors name no file)."""
-    im = None
-    try:
-        im = Image.open(path)
-        im.load()  # decodes every byte: a truncated file fails here, not later
-    except _DECODE_ERRORS as exc:
-        if im is not None:
-            im.close()
-        raise BadFileError(f"{path}: unreadable or truncated image ({exc}); {FIX}") from None
-    with im:  # the caller's own errors pass through unchanged
-        yield im
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image and the bits per channel its file stores (Pillow's mode may say
+    fewer: 16-bit colour is decoded at 8; the file's own layout is gone once decoded)."""
+
+    image: Image.Image
+    bits: int
+
+    @property
+    def gray16(self) -> bool:
+        return self.image.mode in GRAY16 or (self.image.mode == "I" and self.bits <= 16)
+
+    @property
+    def format(self) -> str:
+        """E.g. "8-bit RGB", "16-bit gray", "16-bit RGBA": what `cnc data check` reports."""
+        mode = self.image.mode
+        if mode in GRAY16 or mode == "I":
+            name = "gray" if self.bits <= 16 else "integer"
+        else:
+            name = _NAMES.get(mode, mode)
+        return "1-bit bilevel" if self.bits == 1 else f"{self.bits}-bit {name}"
+
+    def refuse_unscaled(self, path: Path) -> None:
+        if self.image.mode in REFUSED and not self.gray16:
+            raise BadFileError(
+                f"{path}: {self.format} image, which has no agreed scale; convert it to 8- or "
+                "16-bit integers"
+            )
 
 
 def stored_bits(im: Image.Image) -> int:
-    """Bits per channel as stored in the file (Pillow's mode may say fewer: 16-bit colour
-    is decoded at 8)."""
+    """Bits per channel as the (not yet decoded) file stores them."""
     if im.mode == "1":
         return 1
     raw = im.tile[0].args if im.tile else None
@@ -59,26 +73,30 @@ def stored_bits(im: Image.Image) -> int:
     return 32 if im.mode in REFUSED else 8
 
 
-def pixel_format(im: Image.Image) -> str:
-    """E.g. "8-bit RGB", "16-bit gray", "16-bit RGBA": what `cnc data check` reports."""
-    bits = stored_bits(im)
-    if im.mode in GRAY16 or im.mode == "I":
-        name = "gray" if bits <= 16 else "integer"
-    else:
-        name = _NAMES.get(im.mode, im.mode)
-    return "1-bit bilevel" if bits == 1 else f"{bits}-bit {name}"
+def header_format(path: Path) -> str | None:
+    """The pixel format from the header alone (None when unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return Picture(im, stored_bits(im)).format
+    except _DECODE_ERRORS:
+        return None
 
 
-def _gray16(im: Image.Image) -> bool:
-    return im.mode in GRAY16 or (im.mode == "I" and stored_bits(im) <= 16)
-
-
-def _refuse(path: Path, im: Image.Image) -> None:
-    if im.mode in REFUSED and not _gray16(im):
-        raise BadFileError(
-            f"{path}: {pixel_format(im)} image, which has no agreed scale; convert it to 8- "
-            "or 16-bit integers"
-        )
+@contextmanager
+def opened(path: Path) -> Iterator[Picture]:
+    """The image at `path`, fully decoded; a damaged or unknown file is a BadFileError
+    naming it (Pillow's own errors name no file)."""
+    im = None
+    try:
+        im = Image.open(path)
+        bits = stored_bits(im)
+        im.load()  # decodes every byte: a truncated file fails here, not later
+    except _DECODE_ERRORS as exc:
+        if im is not None:
+            im.close()
+        raise BadFileError(f"{path}: unreadable or truncated image ({exc}); {FIX}") from None
+    with im:  # the caller's own errors pass through unchanged
+        yield Picture(im, bits)
 
 
 def _rgb8(im: Image.Image) -> Image.Image:
@@ -97,10 +115,11 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
     8-bit images are resized as 8-bit (as every CLIP pipeline does) and then divided by
     255; 16-bit gray is resized at full precision."""
-    with opened(path) as im:
-        _refuse(path, im)
+    with opened(path) as picture:
+        picture.refuse_unscaled(path)
+        im = picture.image
         try:
-            if _gray16(im):
+            if picture.gray16:
                 gray = Image.fromarray(np.asarray(im, dtype=np.float32) / np.float32(65535))
                 resized = gray.resize((size, size), Image.Resampling.BICUBIC)
                 values = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
@@ -119,10 +138,9 @@ def display_image(path: Path, size: int) -> np.ndarray:
 def mask_pixels(path: Path) -> np.ndarray:
     """bool (H, W) at the file's own size: any non-zero value of any colour channel is a
     defect (0/255, 0/1, 16-bit and label-index masks alike); alpha is ignored."""
-    with opened(path) as im:
-        _refuse(path, im)
-        if im.mode == "P":
-            im = im.convert("RGBA")
+    with opened(path) as picture:
+        picture.refuse_unscaled(path)
+        im = picture.image.convert("RGBA") if picture.image.mode == "P" else picture.image
         values = np.asarray(im)
     if values.ndim == 3:
         colour = values[..., :3] if values.shape[2] >= 3 else values[..., :1]
@@ -141,6 +159,6 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def describe(path: Path) -> str:
     """The pixel format of a decodable image; a BadFileError otherwise."""
-    with opened(path) as im:
-        _refuse(path, im)
-        return pixel_format(im)
+    with opened(path) as picture:
+        picture.refuse_unscaled(path)
+        return picture.format

@@ -21,6 +21,7 @@ from cnc import provenance
 from cnc.evaluation.bootstrap import class_replicates
 from cnc.evaluation.defects import defect_metrics
 from cnc.evaluation.maps import (
+    MapsError,
     class_files,
     image_scores_from_maps,
     read_class_maps,
@@ -60,6 +61,8 @@ def evaluate_run(
     digests of the maps' protocol.json it was computed from and of the files written with
     it, which every reader checks (cnc.runs.checked_metrics)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MapsError(f"{run_dir}: no such run folder; train the run first (`cnc train`)")
     with run_lock(run_dir, purpose="evaluation"):
         remove_stale_temporaries(run_dir)
         remove_stale_temporaries(run_dir / HEATMAPS_DIR)

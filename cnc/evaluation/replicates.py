@@ -11,6 +11,7 @@ of their replicates is the bootstrap distribution of the difference of their met
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,10 @@ def load(path: Path) -> Replicates:
                 tuple(str(d) for d in z["images"]),
                 int(z["seed"]),
             )
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ReplicatesError(
-            f"{path}: not readable bootstrap replicates ({exc}); run `cnc evaluate` again"
+            f"{path}: not readable bootstrap replicates ({exc or type(exc).__name__}); run "
+            f"`cnc evaluate {Path(path).parent}` again"
         ) from None
 
 
