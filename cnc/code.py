@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("cnc/settings.py", "cnc/schema.yaml", "cnc/experiments.py", "cnc/grid.py")
 DATA = ("cnc/data",)
-TRAIN = ("cnc/model", "cnc/train.py", "cnc/data/dataset.py")  # decides the weights
-INFER = ("cnc/job.py", "cnc/infer.py", "cnc/evaluation/maps.py", "cnc/cost.py")
+TRAIN = ("cnc/model", "cnc/train.py", "cnc/data/dataset.py", "cnc/data/images.py")  # weights
+INFER = ("cnc/job.py", "cnc/infer.py", "cnc/evaluation/maps.py", "cnc/cost.py", "cnc/runs.py")
 EVALUATE = ("cnc/evaluation",)
 REPORT = ("cnc/report", "cnc/experiments.py")
 

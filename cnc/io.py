@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -313,6 +314,26 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_arrays(path: Path) -> dict[str, Any]:
+    """Every array of an .npz file, read as plain data: a file that would need unpickling
+    (which can run code) is refused, never unpickled; a damaged or empty file is a
+    BadFileError naming it."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise BadFileError(f"{path}: damaged ({exc})") from None
+        raise BadFileError(
+            f"{path}: not a file of plain arrays (only unpickling could read it, which can run "
+            "code: refused)"
+        ) from None
+    except (OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadFileError(f"{path}: damaged or empty ({exc or type(exc).__name__})") from None
 
 
 def file_stamp(path: Path) -> dict[str, Any]:

@@ -521,3 +521,22 @@ def test_heatmaps_are_drawn_for_the_runs_the_evaluate_section_names():
     assert experiments.heatmap_runs(p) == sorted(grid.grid_points(p))
     p["evaluate"]["heatmaps"] = "none"
     assert experiments.heatmap_runs(p) == []
+
+
+def test_every_report_names_how_its_numbers_were_scored(smoke_reports):
+    root, _ = smoke_reports
+    line = next(
+        x for x in (root / "reports" / "table1.md").read_text().splitlines() if "Scoring" in x
+    )
+    assert "maps at 112 px, smoothed with a Gaussian of sigma 4.0 map pixels" in line
+    assert "1000 bootstrap replicates per class" in line
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    assert summary["protocol"][MAIN]["smoothing_sigma"] == 4.0
+
+
+def test_a_run_scored_otherwise_than_params_says_is_refused(tmp_path):
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", ["wood"])
+    fake_run(tmp_path / "runs", MAIN, "synthetic", ["wood"], scoring=EvaluateSettings(sigma=3.0))
+    with pytest.raises(StaleResultError, match=r"smoothing_sigma 3\.0 \(expected 4\.0\)"):
+        write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

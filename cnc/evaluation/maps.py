@@ -15,7 +15,6 @@ happens at evaluation, so a new sigma re-scores the saved maps without inference
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from cnc.errors import UserError
-from cnc.io import atomic_path, read_json, write_json
+from cnc.errors import BadFileError, UserError
+from cnc.io import atomic_path, read_arrays, read_json, write_json
 from cnc.runs import PROTOCOL
 
 
@@ -111,8 +110,7 @@ def read_class_maps(path: Path, digest: str | None = None) -> ClassMaps:
     """A class's maps; with `digest` (from protocol.json), checked to be what inference
     wrote. Only arrays of plain types are read (no pickles)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_arrays(path)
         # Maps written before defect types were recorded: from the folder names.
         defects = arrays.get("defects")
         if defects is None:
@@ -124,10 +122,10 @@ def read_class_maps(path: Path, digest: str | None = None) -> ClassMaps:
             paths=arrays["paths"],
             defects=defects,
         )
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (BadFileError, KeyError, ValueError) as exc:
         raise MapsError(
-            f"{path}: not a readable maps file ({exc or type(exc).__name__}); run inference "
-            f"again (`cnc infer {Path(path).parent.parent}`)"
+            f"{path}: not a readable maps file ({exc}); run inference again "
+            f"(`cnc infer {Path(path).parent.parent}`)"
         ) from None
     if digest is not None and content_digest(arrays) != digest:
         raise MapsError(

@@ -11,16 +11,15 @@ of their replicates is the bootstrap distribution of the difference of their met
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnc.errors import UserError
+from cnc.errors import BadFileError, UserError
 from cnc.evaluation.metrics import METRICS
-from cnc.io import atomic_path
+from cnc.io import atomic_path, read_arrays
 
 LEVEL = 0.95  # of every interval
 TAILS = (100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2)  # percentiles: 2.5, 97.5
@@ -98,18 +97,18 @@ def save(path: Path, reps: Replicates) -> None:
 
 def load(path: Path) -> Replicates:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if tuple(z["metrics"]) != METRICS:
-                raise ValueError(f"metrics {tuple(z['metrics'])}, expected {METRICS}")
-            return Replicates(
-                tuple(str(c) for c in z["classes"]),
-                z["values"],
-                tuple(str(d) for d in z["images"]),
-                int(z["seed"]),
-            )
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        z = read_arrays(path)
+        if tuple(z["metrics"]) != METRICS:
+            raise ValueError(f"metrics {tuple(z['metrics'])}, expected {METRICS}")
+        return Replicates(
+            tuple(str(c) for c in z["classes"]),
+            z["values"],
+            tuple(str(d) for d in z["images"]),
+            int(z["seed"]),
+        )
+    except (BadFileError, KeyError, ValueError) as exc:
         raise ReplicatesError(
-            f"{path}: not readable bootstrap replicates ({exc or type(exc).__name__}); run "
+            f"{path}: not readable bootstrap replicates ({exc}); run "
             f"`cnc evaluate {Path(path).parent}` again"
         ) from None
 
