@@ -128,7 +128,18 @@ def run_lock(run_dir: Path, shared: bool = False, purpose: str = "") -> Iterator
             yield
             return
         raise RunBusyError(f"{run_dir}: this process reads the run and cannot also write it")
-    with open(path, "a+") as handle:
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (closed by the `with` below)
+    except PermissionError:
+        if not shared:
+            raise RunBusyError(
+                f"{run_dir}: not writable by this user; copy the run folder to write it"
+            ) from None
+        if not path.is_file():  # a read-only run nobody can write: nothing to hold
+            yield
+            return
+        handle = open(path)  # noqa: SIM115  a read-only folder: hold it without a record
+    with handle:
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,10 +151,11 @@ def run_lock(run_dir: Path, shared: bool = False, purpose: str = "") -> Iterator
         if not shared:  # a writer is alone: the file names it only
             handle.seek(0)
             handle.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        what = f" ({purpose})" if purpose else ""
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}{what} since {started}\n")
-        handle.flush()  # readers append (one short write each), a writer rewrites
+        if handle.writable():  # readers append (one short write each), a writer rewrites
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            what = f" ({purpose})" if purpose else ""
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}{what} since {started}\n")
+            handle.flush()
         _held[str(path)] = (not shared, handle)
         try:
             yield
@@ -303,11 +315,12 @@ def checked_metrics(run_dir: Path, protocol: dict[str, Any] | None = None) -> di
                 f"{run_dir / MAPS_DIR}: the maps changed since {path} was computed from them; "
                 f"run `{evaluate}`"
             )
-        model = read_json(maps).get("model") or {}
-        if (run_dir / FINAL).is_file() and not same_file(run_dir / FINAL, model):
+        model = read_json(maps).get("model")
+        if (run_dir / FINAL).is_file() and not (model and same_file(run_dir / FINAL, model)):
+            why = "the model changed since its maps were written" if model else (
+                "its maps do not say which model they came from (an older version)")  # fmt: skip
             raise StaleResultError(
-                f"{run_dir / FINAL}: the model changed since its maps were written; run "
-                f"`cnc infer {run_dir}`, then `{evaluate}`"
+                f"{run_dir / FINAL}: {why}; run `cnc infer {run_dir}`, then `{evaluate}`"
             )
     if protocol is not None:
         differ = {k: (metrics["protocol"].get(k), v) for k, v in protocol.items()
@@ -316,7 +329,7 @@ def checked_metrics(run_dir: Path, protocol: dict[str, Any] | None = None) -> di
             shown = ", ".join(f"{k} {a} (expected {b})" for k, (a, b) in differ.items())
             raise StaleResultError(
                 f"{path}: evaluated under another protocol: {shown}; run `{evaluate} --params "
-                "params.yaml` (or the workflow) to score it as the other runs"
+                "params.yaml` to score it as params.yaml says"
             )
     return metrics
 

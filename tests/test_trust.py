@@ -514,3 +514,20 @@ def test_leftovers_of_killed_steps_are_removed_at_the_next_start(run, tmp_path):
     evaluate_run(run, SCORED, heatmaps=True)
     assert not any(p.exists() for p in stale) and live.exists()
     assert remove_stale_temporaries(run) == []
+
+
+def test_a_read_only_run_folder_is_read_without_a_record(run, monkeypatch):
+    """Shared results often come read-only: readers hold them all the same, writers say
+    why they cannot."""
+    import builtins
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if mode != "r":
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("cnc.runs.open", read_only, raising=False)
+    result = runner.invoke(app, ["compare", str(run), str(run)])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(RunBusyError, match="not writable by this user"):
+        evaluate_run(run, SCORED, heatmaps=False)
