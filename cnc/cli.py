@@ -7,22 +7,20 @@ Settings are never given a default here: a run's defaults live in cnc/settings.p
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cnc import warm
 from cnc.bench.cli import bench_app
 from cnc.console import (
     DEFAULT_PARAMS,
     PARAMS_HELP,
     Device,
+    Overrides,
     Params,
-    err,
-    flagged,
+    Scale,
     log_to,
     metric_rows,
     mtotal_text,
@@ -30,14 +28,13 @@ from cnc.console import (
     print_table,
     user_errors,
 )
-from cnc.errors import UsageError
-from cnc.experiments import DEFAULT_TARGET
+from cnc.data.cli import data_app
+from cnc.pipeline import warm
+from cnc.pipeline.cli import workflow_app
+from cnc.pipeline.experiments import DEFAULT_TARGET
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode="markdown"
-)
-data_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode="markdown", help="Prepare, check and generate datasets."
 )
 
 
@@ -57,143 +54,7 @@ def _options(
 
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-workflow_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode="markdown", help="The experiment grid and dvc.yaml."
-)
 app.add_typer(workflow_app, name="workflow")
-
-Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", "-s", help="section.key=value over the settings (repeatable), e.g. model.gamma=0.2"
-    ),
-]
-
-
-def _print_counts(counts: dict[str, dict], title: str) -> None:
-    columns = ["class", "train", "test good", "test anomalous", "defect types", "pixels"]
-    rows = [
-        [
-            cls,
-            c["train"],
-            c["test_good"],
-            c["test_anomalous"],
-            ", ".join(c["defect_types"]),
-            ", ".join(c.get("pixel_formats", [])),
-        ]
-        for cls, c in counts.items()
-    ]
-    print_table(title, columns, rows, left=(0, 4, 5))
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@data_app.command("synthetic")
-def data_synthetic(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to create (MVTec layout).")],
-    seed: int | None = None,
-    image_size: int | None = None,
-    classes: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing different folder.")] = False,
-) -> None:
-    """Generate the deterministic synthetic benchmark (same seed, same bytes); options not
-    given keep the defaults of the workflow's synthetic set."""
-    from cnc.data.prepare import CONTACT_SHEET, synthetic
-    from cnc.data.synthetic import SyntheticSpec
-
-    given = {
-        "seed": seed,
-        "image_size": image_size,
-        "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-        "train_per_class": train_per_class,
-        "test_per_class": test_per_class,
-    }
-    with user_errors():
-        spec = SyntheticSpec(**{k: v for k, v in given.items() if v is not None})
-        manifest = synthetic(spec, out_dir, force=force)
-    _print_counts(manifest["counts"], f"synthetic benchmark in {out_dir}")
-    out.print(f"contact sheet: {out_dir / CONTACT_SHEET}")
-
-
-@data_app.command("fetch")
-def data_fetch(
-    name: Annotated[str, typer.Argument(help="mvtec or visa")],
-    root: Annotated[Path, typer.Option(help="Folder for the prepared dataset.")],
-    url: Annotated[str | None, typer.Option(help="Mirror URL; the hash stays pinned.")] = None,
-    downloads: Annotated[
-        Path | None, typer.Option(help="Archive folder (default: ROOT/../downloads).")
-    ] = None,
-    skip_count_check: Annotated[
-        bool, typer.Option(help="Accept class counts that differ from the published ones.")
-    ] = False,
-) -> None:
-    """Download (resumable, sha256-verified), extract, convert and verify MVTec AD or VisA."""
-    from cnc.data.prepare import REMOTE, fetch
-
-    with user_errors():
-        if name not in REMOTE:
-            raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(REMOTE)}")
-        manifest = fetch(
-            REMOTE[name], root, url=url, downloads=downloads, check_counts=not skip_count_check
-        )
-    _print_counts(manifest["counts"], f"{name} in {root}")
-
-
-@data_app.command("check")
-def data_check(
-    root: Annotated[Path, typer.Argument(help="An MVTec-layout dataset folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    manifest: Annotated[
-        Path | None, typer.Option(help="Compare with this manifest (default: ROOT/manifest.json).")
-    ] = None,
-) -> None:
-    """Validate a dataset folder and print per-class counts; exit 1 on any problem."""
-    from cnc.data.manifest import check_against_manifest
-
-    with user_errors():
-        report = check_against_manifest(root, manifest)
-    result = report.to_dict()
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        if result["classes"]:
-            _print_counts(result["classes"], f"{root}")
-        for problem in report.problems:
-            flagged("problem:", problem, "red")
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-@data_app.command("prepare")
-def data_prepare(
-    name: Annotated[str, typer.Argument(help="synthetic, mvtec, visa or folder")],
-    params: Params = DEFAULT_PARAMS,
-    settings: Annotated[
-        str | None,
-        typer.Option(
-            help="Instead of --params: params.yaml's data section, or its part "
-            '{"downloads": ..., "<name>": {...}}, as a file or inline JSON.'
-        ),
-    ] = None,
-    record: Annotated[
-        Path | None, typer.Option(help="Also write a summary JSON here (workflow output).")
-    ] = None,
-) -> None:
-    """Prepare a dataset as params.yaml describes it (the workflow's data step)."""
-    from cnc.data.prepare import prepare_dataset
-    from cnc.params import load_params, read_structured
-
-    with user_errors():
-        if settings is None:
-            data = load_params(params)["data"]
-        else:
-            data = read_structured(settings, "--settings")
-        root, manifest = prepare_dataset(name, data, record)
-    _print_counts(manifest["counts"], f"{name} in {root}")
 
 
 # ----------------------------------------------------------------------------- runs
@@ -232,8 +93,8 @@ def train(
     unfinished run of the same settings and reuses a finished one of the same settings
     and code; --force replaces anything else.
     """
-    from cnc.grid import job_settings
-    from cnc.job import run_job
+    from cnc.pipeline.grid import job_settings
+    from cnc.pipeline.jobs import run_job
 
     given = [*(overrides or []), *([f"backbone.weights={weights}"] * (weights is not None))]
     with user_errors():
@@ -251,7 +112,7 @@ def infer(
 ) -> None:
     """Anomaly maps of every test image, saved per class for `cnc evaluate`, with the
     run's inference settings (`--set infer.map_size=256` overrides them)."""
-    from cnc.job import infer_job
+    from cnc.pipeline.jobs import infer_job
 
     with user_errors():
         summary = infer_job(run_dir, overrides or [], device, progress)
@@ -282,8 +143,8 @@ def predict(
 ) -> None:
     """Score new images with a trained run, as its evaluation did; write heat-map overlays
     on the class's scale of normal training scores, and scores.csv/json."""
-    from cnc.predict import SCORES_CSV, SCORES_JSON, collect_images
-    from cnc.predict import predict as run_predict
+    from cnc.inference.predict import SCORES_CSV, SCORES_JSON, collect_images
+    from cnc.inference.predict import predict as run_predict
 
     with user_errors():
         results = run_predict(run_dir, inputs, out_dir, device, overwrite, cls, quantile)
@@ -328,7 +189,7 @@ def evaluate(
     per defect type."""
     from cnc.evaluation.evaluate import evaluate_run
     from cnc.evaluation.metrics import METRICS
-    from cnc.grid import evaluate_job_settings
+    from cnc.pipeline.grid import evaluate_job_settings
 
     given = [*(overrides or []), *([f"evaluate.bootstrap={bootstrap}"] * (bootstrap is not None))]
     with user_errors():
@@ -399,62 +260,8 @@ def compare(
     print(text)
 
 
-# ----------------------------------------------------------------------------- workflow
-
-
-@workflow_app.command("runs")
-def list_runs(
-    params: Params = DEFAULT_PARAMS,
-    scale: Scale = None,
-    target: Annotated[str | None, typer.Option(help="Only this target's runs.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Names, folders and settings.")] = False,
-) -> None:
-    """The runs of the grid at a scale (each shared run listed once) and their folders."""
-    from cnc import grid
-    from cnc.params import load_params
-
-    with user_errors():
-        p = load_params(params, scale)
-        listing = grid.describe_runs(p, target)
-    if as_json:
-        print(json.dumps(listing, indent=2))
-    else:
-        print("\n".join(entry["dir"] for entry in listing.values()))
-
-
-@workflow_app.command("check")
-def workflow_check(params: Params = DEFAULT_PARAMS) -> None:
-    """Validate params.yaml (schema, keys given twice, every run of the grid); exit 1
-    naming the key. `dvc repro` runs it whenever params.yaml changes."""
-    from cnc import grid
-    from cnc.params import load_params
-
-    with user_errors():
-        runs = grid.check_grid(load_params(params))
-    out.print(f"{params}: valid ({len(runs)} runs)")
-
-
-@workflow_app.command("dvc")
-def workflow_dvc(
-    params: Params = DEFAULT_PARAMS,
-    root: Annotated[Path, typer.Option(help="The project folder to write into.")] = Path("."),
-    check: Annotated[bool, typer.Option(help="Only check that the files are up to date.")] = False,
-) -> None:
-    """Generate dvc.yaml (and one per opt-in target) from params.yaml's grid, or --check
-    that they are current."""
-    from cnc import dvcfile
-    from cnc.params import load_params
-
-    with user_errors():
-        stale = dvcfile.write(load_params(params), root, check=check)
-    if check and stale:
-        err.print(f"stale: {', '.join(map(str, stale))}; run `cnc workflow dvc` to regenerate")
-        raise typer.Exit(1)
-    out.print(f"written {', '.join(map(str, stale))}" if stale else "up to date")
-
-
 def main() -> None:
-    code = warm.delegate(sys.argv)  # a warm server (cnc.warm) runs it, if one is there
+    code = warm.delegate(sys.argv)  # a warm server (cnc.pipeline.warm) runs it, if one is there
     if code is not None:
         sys.exit(code)
     app()

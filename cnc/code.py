@@ -9,12 +9,14 @@ import hashlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ("cnc/settings.py", "cnc/schema.yaml", "cnc/experiments.py", "cnc/grid.py")
+SETTINGS = ("cnc/settings.py", "cnc/schema.yaml", "cnc/pipeline/experiments.py",
+            "cnc/pipeline/grid.py")  # fmt: skip
 DATA = ("cnc/data",)
-TRAIN = ("cnc/model", "cnc/train.py", "cnc/data/dataset.py", "cnc/data/images.py")  # weights
-INFER = ("cnc/job.py", "cnc/infer.py", "cnc/evaluation/maps.py", "cnc/cost.py", "cnc/runs.py")
+TRAIN = ("cnc/model", "cnc/training/loop.py", "cnc/data/dataset.py", "cnc/data/images.py")
+INFER = ("cnc/pipeline/jobs.py", "cnc/inference/infer.py", "cnc/evaluation/maps.py",
+         "cnc/training/cost.py", "cnc/runs.py")  # fmt: skip
 EVALUATE = ("cnc/evaluation",)
-REPORT = ("cnc/report", "cnc/experiments.py")
+REPORT = ("cnc/report", "cnc/pipeline/experiments.py")
 
 
 SOURCE_SUFFIXES = (".py", ".json", ".yaml")  # code, model configs, schema

@@ -25,6 +25,13 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1...")]
 DEFAULT_PARAMS = str(DEFAULT)
 PARAMS_HELP = "params.yaml's content: a file, or the same as inline JSON."
 Params = Annotated[str, typer.Option(help=PARAMS_HELP)]
+Scale = Annotated[str | None, typer.Option(help="Override the params' scale.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="section.key=value over the settings (repeatable), e.g. model.gamma=0.2"
+    ),
+]
 
 
 class _Log:

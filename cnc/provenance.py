@@ -89,7 +89,7 @@ def cpu_name() -> str:
 
 def machine(device: str | None = None) -> dict[str, Any]:
     """The host, its system and the device a step ran on (`device`: a name, e.g. from
-    cnc.cost.device_name; the CPU's by default)."""
+    cnc.training.cost.device_name; the CPU's by default)."""
     return {
         "host": socket.gethostname(),
         "system": platform.platform(),

@@ -9,7 +9,7 @@ load fast.
     <run>/model.pt             the finished run: weights, settings, history, their digest
     <run>/train_log.csv        every loss term per epoch
     <run>/maps/                test maps per class and protocol.json (cnc.evaluation.maps)
-    <run>/cost.json            what the run cost to train and infer (cnc.cost)
+    <run>/cost.json            what the run cost to train and infer (cnc.training.cost)
     <run>/provenance.json      code, packages, device, data and weights of the training
     <run>/metrics.json, .csv   the five metrics per class (cnc.evaluation.evaluate)
     <run>/bootstrap.npz        their bootstrap replicates (cnc.evaluation.replicates)

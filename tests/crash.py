@@ -2,7 +2,7 @@
 
 Run as a script (tests/test_crash.py does): `python tests/crash.py WORKDIR [STEP...]`
 prints one JSON object per step. The process imports torch and the package once, runs
-nothing in torch itself, and forks a child per attempt (as cnc.warm does), so an attempt
+nothing in torch itself, and forks a child per attempt (as cnc.pipeline.warm does), so an attempt
 costs the step's own time. A child is armed to kill itself with SIGKILL just before its
 k-th file-system change (os.replace, rename, unlink, mkdir, rmtree, mkstemp, mkdtemp,
 open for writing); k runs over every change an uninterrupted run makes (the report,
@@ -37,8 +37,8 @@ import torch
 
 import cnc.evaluation.evaluate
 import cnc.evaluation.heatmaps
-import cnc.job
-import cnc.predict
+import cnc.inference.predict
+import cnc.pipeline.jobs
 import cnc.report.build  # noqa: F401
 from cnc.cli import app
 from cnc.errors import UserError

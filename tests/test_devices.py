@@ -15,13 +15,13 @@ import pytest
 import torch
 from test_train import config
 
-import cnc.train as training
-from cnc import devices
+import cnc.training.loop as training
 from cnc.data.prepare import synthetic
 from cnc.data.synthetic import SyntheticSpec
-from cnc.devices import DeviceError, claim_gpu
 from cnc.io import DiskFullError
 from cnc.runs import CHECKPOINT, MAPS_DIR, RunBusyError, load_checkpoint, run_lock
+from cnc.training import devices
+from cnc.training.devices import DeviceError, claim_gpu
 
 HOLD = """
 import sys, time
@@ -32,7 +32,8 @@ time.sleep(300)
 """
 GPUS = ["GPU-a", "GPU-b", "GPU-c"]
 CLAIM = HOLD.format(
-    body=f"from cnc.devices import claim_gpu\nresult = claim_gpu({GPUS}, Path(sys.argv[1]))"
+    body="from cnc.training.devices import claim_gpu\n"
+    f"result = claim_gpu({GPUS}, Path(sys.argv[1]))"
 )
 LOCK = HOLD.format(
     body="from cnc.runs import run_lock\n"
@@ -131,7 +132,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one(data_root, tmp_path
 
 
 def test_a_full_disk_while_writing_maps_names_the_file(data_root, tmp_path, monkeypatch):
-    from cnc.infer import infer_run
+    from cnc.inference.infer import infer_run
 
     run = tmp_path / "m"
     training.train(config(data_root, epochs=1), run, progress=False)

@@ -8,10 +8,11 @@ from dataclasses import fields
 import pytest
 import yaml
 
-from cnc import experiments, grid, schema
+from cnc import schema
 from cnc.code import ROOT
 from cnc.errors import SettingsError
 from cnc.params import validate_params
+from cnc.pipeline import experiments, grid
 from cnc.settings import SECTIONS, RunSettings
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -481,7 +481,7 @@ def test_tap_schemes_mean_the_same_at_every_depth():
 def test_flops_are_counted_as_two_per_multiply_add_without_compute():
     """ViT-B/16 at 224 px by hand: 12 blocks of 12 L C^2 + 2 L^2 C multiply-adds (L = 197
     tokens, C = 768) and the patch embedding, two FLOPs each: 35.1 GFLOPs per image."""
-    from cnc.cost import flops_per_image
+    from cnc.training.cost import flops_per_image
 
     settings = RunSettings(DataSettings("mvtec", "unused"), BackboneSettings(name="ViT-B-16"))
     tokens, width = 197, 768

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnc import experiments, grid, provenance
+from cnc import provenance
 from cnc.cli import app
 from cnc.code import ROOT as PROJECT
 from cnc.data.registry import MVTEC_COUNTS
@@ -21,6 +21,7 @@ from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
 from cnc.evaluation.replicates import Replicates, load, save
 from cnc.io import sha256_file, write_json
+from cnc.pipeline import experiments, grid
 from cnc.report import paper
 from cnc.report.build import write_reports
 from cnc.report.layouts import COST_COLUMNS
@@ -342,7 +343,7 @@ def test_registry_schema_and_params_name_the_same_experiments():
 def test_a_new_table_is_one_registry_entry(tmp_path, monkeypatch):
     """Beside its params.yaml entry (and one schema line), a table is one registry entry:
     the grid, the reports, the summary, `compare --table` and dvc.yaml follow from it."""
-    from cnc import dvcfile
+    from cnc.pipeline import dvcfile
     from cnc.report.compare import compare_table
 
     p = copy.deepcopy(PARAMS)

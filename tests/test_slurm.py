@@ -10,7 +10,7 @@ import yaml
 from slurm_local import local_cluster, unavailable
 from test_workflow import BIN, ROOT, project, small_params
 
-from cnc import grid
+from cnc.pipeline import grid
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 

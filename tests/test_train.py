@@ -17,7 +17,7 @@ import torch
 from helpers import write_png
 from typer.testing import CliRunner
 
-import cnc.train as training
+import cnc.training.loop as training
 from cnc.cli import app
 from cnc.data.dataset import load_mask, open_split
 from cnc.data.prepare import synthetic
@@ -25,12 +25,11 @@ from cnc.data.synthetic import SyntheticSpec
 from cnc.errors import SettingsError
 from cnc.evaluation.evaluate import evaluate_run
 from cnc.evaluation.maps import image_scores_from_maps, read_class_maps, read_protocol, smooth
-from cnc.features import FeatureCache, Reencode
-from cnc.infer import infer_run
+from cnc.inference.infer import infer_run
+from cnc.inference.predict import predict
 from cnc.io import DiskFullError
 from cnc.model import losses
 from cnc.model.build import build
-from cnc.predict import predict
 from cnc.runs import (
     CALIBRATION,
     CHECKPOINT,
@@ -51,7 +50,8 @@ from cnc.settings import (
     RunSettings,
     TrainSettings,
 )
-from cnc.train import run_epoch, train
+from cnc.training.features import FeatureCache, Reencode
+from cnc.training.loop import run_epoch, train
 
 runner = CliRunner()
 SPEC = SyntheticSpec(
@@ -234,7 +234,7 @@ def test_with_prompt_grad_all_the_distillation_moves_the_prompts(data_root, tmp_
 
 
 def test_diagnostics_change_nothing_in_training(data_root):
-    from cnc.diagnostics import diagnose, reference_text
+    from cnc.training.diagnostics import diagnose, reference_text
 
     settings = config(data_root)
     encoder, model = build(settings)
@@ -319,11 +319,11 @@ def test_a_float16_cache_is_within_its_stated_tolerance(data_root, tmp_path):
 
 
 def test_a_disk_cache_checks_the_free_space_first(data_root, tmp_path, monkeypatch):
-    import cnc.features
+    import cnc.training.features
 
     encoder, _ = build(config(data_root))
     dataset = open_split(data_root, "train", 64)
-    monkeypatch.setattr(cnc.features, "free_bytes", lambda path: 1000)
+    monkeypatch.setattr(cnc.training.features, "free_bytes", lambda path: 1000)
     short = r"needs .* GiB \(\d+ bytes\) and 0\.00 GiB \(1000 bytes\) are free; set train\.cache"
     with pytest.raises(DiskFullError, match=short):
         _cache(encoder, dataset, tmp_path, "disk")
@@ -560,8 +560,8 @@ def test_cli_needs_epochs_for_unknown_datasets(data_root, tmp_path):
 
 def test_cli_trains_a_run_of_the_grid_by_name(tmp_path, monkeypatch):
     """`--run` resolves the run's settings from params (the DVC form) with one function."""
-    from cnc import grid
     from cnc.params import load_params
+    from cnc.pipeline import grid
 
     params = load_params()
     name = "mvtec-vitb32-r128-mlf-cnc-moeT5K2-s0"
@@ -594,7 +594,7 @@ def test_a_bf16_run_stays_close_to_fp32(data_root, tmp_path):
 
 
 def test_auto_precision_is_fp32_on_a_cpu_and_half_on_a_gpu(monkeypatch):
-    from cnc import precision
+    from cnc.model import precision
 
     assert precision.resolve("auto", "cpu") == "fp32"  # the exactness tests hold on CPUs
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
@@ -640,7 +640,7 @@ def test_a_job_checks_data_weights_and_disk_before_writing_anything(
     assert result.exit_code == 1 and "--weights PATH" in result.output
     result = runner.invoke(app, ["train", str(run), *ours, "--weights", str(tmp_path / "w.pt")])
     assert result.exit_code == 1 and "w.pt: no such checkpoint file" in result.output
-    monkeypatch.setattr("cnc.preflight.free_bytes", lambda path: 10 * 2**20)
+    monkeypatch.setattr("cnc.training.preflight.free_bytes", lambda path: 10 * 2**20)
     tiny = ["--set", "backbone.name=cnc-tiny-ViT-B-32", "--set", "backbone.resolution=64"]
     result = runner.invoke(app, ["train", str(run), *ours, *tiny, "--weights", "random"])
     assert result.exit_code == 1 and "GiB are free there" in result.output

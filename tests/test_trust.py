@@ -31,10 +31,10 @@ from cnc.errors import BadFileError, SettingsError
 from cnc.evaluation.evaluate import evaluate_run
 from cnc.evaluation.maps import MapsError, read_class_maps, write_class_maps
 from cnc.evaluation.replicates import ReplicatesError, load
-from cnc.infer import infer_run
+from cnc.inference.infer import infer_run
 from cnc.io import DiskFullError, disk_full_named, remove_stale_temporaries, temporary_suffix
-from cnc.job import run_job
 from cnc.params import load_params, validate_params
+from cnc.pipeline.jobs import run_job
 from cnc.runs import (
     BOOTSTRAP,
     FINAL,
@@ -178,7 +178,7 @@ def test_a_model_whose_tensors_changed_fails_its_digest(run):
 
 def test_non_finite_maps_never_replace_the_saved_ones(run, monkeypatch):
     maps = (run / MAPS_DIR / PROTOCOL).read_bytes()
-    monkeypatch.setattr("cnc.infer.score_batch", lambda r, images, i: np.full(
+    monkeypatch.setattr("cnc.inference.infer.score_batch", lambda r, images, i: np.full(
         (len(images), 64, 64), np.nan, dtype=np.float32))  # fmt: skip
     with pytest.raises(TrainingError, match=r"map values are not finite.*earlier maps are kept"):
         infer_run(run, progress=False)

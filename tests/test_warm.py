@@ -1,4 +1,4 @@
-"""The warm start (cnc.warm): a command forked from the server is the command, bit for bit,
+"""The warm start (cnc.pipeline.warm): a command forked from the server is the command, bit for bit,
 with the client's folder, environment, code, streams and exit status; it ends with its
 client; anything the server cannot serve runs cold."""
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 from test_train import SPEC, config
 
-from cnc import warm
 from cnc.data.prepare import synthetic
 from cnc.evaluation.maps import read_protocol
+from cnc.pipeline import warm
 from cnc.runs import FINAL, load_checkpoint
 
 CNC = str(Path(sys.executable).parent / "cnc")
@@ -96,9 +96,9 @@ def test_the_child_runs_the_clients_code_not_the_servers(server, tmp_path):
     """Code edited after the server started is the code that runs: `cnc` is imported
     afresh in each child, from the client's import path."""
     edited = tmp_path / "edited"
-    shutil.copytree(Path(warm.__file__).parent, edited / "cnc")
+    shutil.copytree(Path(warm.__file__).parents[1], edited / "cnc")
     for module in ("cli", "warm"):  # warm: imported by the server itself, and by cli
-        source = edited / f"cnc/{module}.py"
+        source = edited / ("cnc/cli.py" if module == "cli" else "cnc/pipeline/warm.py")
         source.write_text(source.read_text() + f"\nprint('edited {module} imported')\n")
     done = cnc("--help", cwd=tmp_path, value=server, PYTHONPATH=str(edited))
     assert done.returncode == 0, done.stderr

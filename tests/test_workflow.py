@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnc import dvcfile, experiments, grid
 from cnc.cli import app
+from cnc.pipeline import dvcfile, experiments, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-s0"
@@ -284,7 +284,7 @@ def test_the_choices_target_trains_only_its_variants(finished):
 
 def test_snakemake_gives_a_training_job_the_shared_cpu_thread_count(finished):
     """CPU results depend bit for bit on torch's thread count; DVC's test checks the same.
-    At the smoke scale the jobs fork from the warm-start server (cnc.warm): DVC's start
+    At the smoke scale the jobs fork from the warm-start server (cnc.pipeline.warm): DVC's start
     cold, and the engines' tables are compared bit for bit."""
     for log in (finished / "logs/smoke/train").glob("*.log"):
         line = f"on cpu, {grid.TRAIN_THREADS} CPU thread(s), warm start"

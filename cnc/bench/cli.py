@@ -83,8 +83,8 @@ def bench_train(
     """Seconds per epoch per precision and per place of the feature cache, one run, and
     the projected hours of the paper's whole grid on this device."""
     from cnc.bench import train as bench
-    from cnc.devices import pick_device
     from cnc.params import load_params
+    from cnc.training.devices import pick_device
 
     with user_errors():  # the grid to project to, read before anything is timed
         grid_params = load_params(params)

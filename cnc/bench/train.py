@@ -4,7 +4,7 @@ of the feature cache, and what the paper's whole grid would take on this device.
 Every variant trains the same model from the same seed on the same images: "setup" is
 the encoding pass that fills the cache (none when re-encoding), then a few epochs are
 timed. The projection of the paper's grid (43 runs at 250 epochs on MVTec AD's 3629
-training images, 200 on VisA's 8659) divides each run's FLOPs (cnc.cost, counted on
+training images, 200 on VisA's 8659) divides each run's FLOPs (cnc.training.cost, counted on
 the meta device from its settings) by the throughput measured here: the encoder's
 (GFLOP/s of the encoding pass) for caching and inference, the training step's for the
 epochs. It assumes time proportional to FLOPs at the measured rates: a projection, not a
@@ -25,19 +25,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnc import grid, precision
-from cnc.cost import flops_per_image
 from cnc.data.dataset import make_loader, open_split, run_split
 from cnc.data.prepare import synthetic
 from cnc.data.registry import MVTEC_COUNTS, VISA_COUNTS
 from cnc.data.synthetic import CLASSES, SyntheticSpec
-from cnc.devices import loader_workers
-from cnc.features import DTYPES as CACHE_DTYPES
-from cnc.features import FeatureCache, FeatureSource, Reencode, cache_bytes
+from cnc.model import precision
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import build
+from cnc.pipeline import grid
 from cnc.settings import BackboneSettings, DataSettings, RunSettings, TrainSettings
-from cnc.train import run_epoch
+from cnc.training.cost import flops_per_image
+from cnc.training.devices import loader_workers
+from cnc.training.features import DTYPES as CACHE_DTYPES
+from cnc.training.features import FeatureCache, FeatureSource, Reencode, cache_bytes
+from cnc.training.loop import run_epoch
 
 IMAGES = {  # (train, test) images of the paper's datasets
     name: (sum(c[0] for c in counts.values()), sum(c[1] + c[2] for c in counts.values()))
@@ -203,7 +204,7 @@ def grid_hours(
 
 def cache_sizes(params: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, float]]:
     """GB of the feature cache per (dataset, backbone, resolution) of the paper grid, per
-    cache dtype (cnc.features.cache_bytes, the encoder built on the meta device)."""
+    cache dtype (cnc.training.features.cache_bytes, the encoder built on the meta device)."""
     sizes = {}
     for settings in paper_grid(params):
         b = settings.backbone

@@ -12,8 +12,8 @@ from cnc.model import fnp, losses, moe
 from cnc.model.backbone import FrozenCLIP, Taps
 from cnc.model.decoder import Decoder, perturb
 from cnc.model.moe import GatedMoE, MultiLayerFusion
+from cnc.model.precision import full_precision
 from cnc.model.prompts import LearnablePrompts
-from cnc.precision import full_precision
 from cnc.settings import ModelSettings
 
 

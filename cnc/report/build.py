@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnc import grid, provenance
-from cnc.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
+from cnc import provenance
 from cnc.io import atomic_path, committed, remove_stale_temporaries, write_json, write_text
+from cnc.pipeline import grid
+from cnc.pipeline.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
 from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
 from cnc.report.layouts import Built, build, preamble
 from cnc.report.render import latex, markdown

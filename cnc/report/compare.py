@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnc import grid
 from cnc.errors import UsageError
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.experiments import EXPERIMENTS, cells, tables
 from cnc.params import DEFAULT, load_params
+from cnc.pipeline import grid
+from cnc.pipeline.experiments import EXPERIMENTS, cells, tables
 from cnc.report import paper
 from cnc.report.layouts import (
     METRIC_LABELS,

@@ -225,7 +225,7 @@ def cost(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
 
 
 def diagnostics(run: str, runs_dir: Path, path: Path, subtitle: str) -> None:
-    """One run's training diagnostics per epoch (cnc.diagnostics): where the gradients of
+    """One run's training diagnostics per epoch (cnc.training.diagnostics): where the gradients of
     each loss term go, how the router spreads the tokens, the noise, the anchors' drift
     and what eq. 1 classifies as normal."""
     log = train_log(runs_dir, run)

@@ -17,7 +17,7 @@ import pandas as pd
 from cnc import provenance
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
+from cnc.pipeline.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
 from cnc.report import paper
 from cnc.report.render import DIFFERS, Num, Table, mark, mark_columns, mark_rows, tidy
 from cnc.report.results import (
@@ -487,7 +487,8 @@ COST_COLUMNS = {  # cost.json key: the column, numbers to 3 significant digits
 
 
 def cost(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
-    """Table 5: what each run cost (cnc.cost), beside its mTotal; mean (and SD) over seeds."""
+    """Table 5: what each run cost (cnc.training.cost), beside its mTotal; mean (and SD)
+    over seeds."""
     results = [cell_result(runs_dir, c.runs) for c in grid]
     rows, records = [], []
     for c, result in zip(grid, results, strict=True):

@@ -19,7 +19,7 @@ def numbers() -> dict[str, Any]:
 
 
 def _of(name: str) -> dict[str, Any]:
-    """The paper's numbers for experiment `name` (a key of cnc.experiments.EXPERIMENTS);
+    """The paper's numbers for experiment `name` (a key of cnc.pipeline.experiments.EXPERIMENTS);
     empty for an experiment the paper does not have."""
     return numbers().get(name, {})
 

@@ -3,9 +3,10 @@ import os
 import re
 from pathlib import Path
 
-from cnc import experiments, grid, runs, warm
+from cnc import runs
 from cnc.data.prepare import dataset_settings
 from cnc.params import check_file, validate_params
+from cnc.pipeline import experiments, grid, warm
 
 check_file("params.yaml")  # a key given twice: Snakemake's own reader keeps the last
 # Against cnc/schema.yaml; each error names its key (e.g. main.top_k).

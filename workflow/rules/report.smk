@@ -1,4 +1,4 @@
-# One rule per workflow target of the experiment registry (cnc/experiments.py).
+# One rule per workflow target of the experiment registry (cnc/pipeline/experiments.py).
 
 
 rule report:

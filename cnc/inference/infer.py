@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cnc import precision
 from cnc.data.dataset import AnomalyDataset, make_loader, run_split
-from cnc.devices import loader_workers, pick_device
 from cnc.evaluation.maps import ClassMaps, MapsError, write_class_maps, write_protocol
 from cnc.io import atomic_dir, file_stamp, remove_stale_temporaries
+from cnc.model import precision
 from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.runs import FINAL, MAPS_DIR, TrainingError, load_final
 from cnc.settings import InferSettings
+from cnc.training.devices import loader_workers, pick_device
 
 
 def load_run(run_dir: Path, device: str = "cpu") -> Network:

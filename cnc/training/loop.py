@@ -1,7 +1,7 @@
 """Training one grid point: all classes jointly (multi-class), frozen encoder, Adam.
 
-The encoder's tapped features come from a cache (cnc.features); the arithmetic follows
-`train.precision` (cnc.precision). Runs are seeded and resumable: a checkpoint holds the
+The encoder's tapped features come from a cache (cnc.training.features); the arithmetic follows
+`train.precision` (cnc.model.precision). Runs are seeded and resumable: a checkpoint holds the
 weights, the optimiser, the loss scaler and every random generator, so `resume` ends at
 the same weights as an uninterrupted run.
 """
@@ -20,13 +20,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from cnc import code, precision, provenance
+from cnc import code, provenance
 from cnc.data.dataset import run_split
-from cnc.devices import loader_workers
-from cnc.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.errors import AlreadyExistsError
-from cnc.features import FeatureCache, FeatureSource, Reencode
 from cnc.io import atomic_path, remove_stale_temporaries
+from cnc.model import precision
 from cnc.model.backbone import FrozenCLIP
 from cnc.model.build import Network, build, encoder_fingerprint
 from cnc.model.network import CNCNetwork
@@ -43,6 +41,9 @@ from cnc.runs import (
     write_settings,
 )
 from cnc.settings import EXECUTION_ONLY, RESUMABLE_CHANGES, RunSettings
+from cnc.training.devices import loader_workers
+from cnc.training.diagnostics import diagnose, diagnostic_batch, reference_text
+from cnc.training.features import FeatureCache, FeatureSource, Reencode
 
 # ----------------------------------------------------------------------------- training
 

@@ -31,8 +31,10 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 ENV = "CNC_WARM"  # where the server listens: JSON {host, prefix, socket}
+COMMAND_LINE = "cnc.cli"  # the module of the command a child runs
 # What the jobs import: the third-party modules only, so `cnc` itself is always fresh.
 PRELOAD = (
     "torch",
@@ -63,7 +65,7 @@ def start(owner: int, log: Path) -> str | None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "cnc.warm", str(path), str(owner)],
+            [sys.executable, "-m", "cnc.pipeline.warm", str(path), str(owner)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -143,8 +145,14 @@ def in_child() -> bool:
         return False
 
 
+def _command_line() -> Any:
+    """The `cnc` command's Typer app, imported by name in the child: the command line sits
+    above this module, which only runs it."""
+    return importlib.import_module(COMMAND_LINE).app
+
+
 def _run(argv: list[str]) -> int:
-    from cnc.cli import app
+    app = _command_line()
 
     try:
         app(args=argv[1:], prog_name="cnc")

@@ -14,15 +14,17 @@ from typing import Any
 
 import torch
 
-from cnc import precision, provenance, warm
-from cnc.cost import device_name, measure, write_cost
-from cnc.devices import pick_device
-from cnc.infer import infer_run, load_run
+from cnc import provenance
+from cnc.inference.infer import infer_run, load_run
+from cnc.model import precision
 from cnc.model.backbone import resolve_weights
-from cnc.preflight import check_data, preflight
+from cnc.pipeline import warm
 from cnc.runs import COST, read_settings, run_lock
 from cnc.settings import RunSettings
-from cnc.train import train
+from cnc.training.cost import device_name, measure, write_cost
+from cnc.training.devices import pick_device
+from cnc.training.loop import train
+from cnc.training.preflight import check_data, preflight
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class JobResult:
     state: dict[str, Any]  # the finished run's state (cnc.runs)
     device: str
     threads: int  # torch's intra-op CPU threads: CPU results depend on them bit for bit
-    warm: bool  # forked from the warm-start server (cnc.warm)
+    warm: bool  # forked from the warm-start server (cnc.pipeline.warm)
 
     def summary(self, run_dir: Path) -> str:
         last = self.state["history"][-1]

@@ -33,10 +33,9 @@ from matplotlib.figure import Figure
 from cnc.data.dataset import AnomalyDataset, run_split
 from cnc.data.images import describe, display_image
 from cnc.data.layout import IMAGE_SUFFIXES, Sample, discover_classes
-from cnc.devices import pick_device
 from cnc.errors import AlreadyExistsError, MissingFileError, UsageError
 from cnc.evaluation.maps import image_scores_from_maps, smooth
-from cnc.infer import load_run, score_batch
+from cnc.inference.infer import load_run, score_batch
 from cnc.io import (
     atomic_path,
     committed,
@@ -48,6 +47,7 @@ from cnc.io import (
 from cnc.model.build import Network
 from cnc.runs import CALIBRATION, METRICS_JSON, run_lock
 from cnc.settings import EvaluateSettings
+from cnc.training.devices import pick_device
 
 SCORES_CSV, SCORES_JSON = "scores.csv", "scores.json"
 ALL_CLASSES = "all classes"

@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from cnc import code
-from cnc.experiments import (
+from cnc.io import write_text
+from cnc.pipeline.experiments import (
     DEFAULT_TARGET,
     HEADLINE,
     TARGETS,
@@ -27,7 +28,7 @@ from cnc.experiments import (
     heatmap_runs,
     report_files,
 )
-from cnc.grid import (
+from cnc.pipeline.grid import (
     TRAIN_THREADS,
     data_record,
     figures_dir,
@@ -36,7 +37,6 @@ from cnc.grid import (
     reports_dir,
     runs_dir,
 )
-from cnc.io import write_text
 from cnc.runs import (
     BOOTSTRAP,
     COST,

@@ -10,7 +10,7 @@ one entry here.
 
 A grid point stands for one point of the paper's grid and names its run (paper dataset,
 backbone, resolution, switches, MoE, seed) whatever the scale; the scale decides what is
-trained for it (cnc.grid). A run that several tables share is trained once.
+trained for it (cnc.pipeline.grid). A run that several tables share is trained once.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ run folder is left as it was (not even created).
 
 The data check decodes every image once; it is remembered by the files' sizes and
 times, so a rerun on unchanged data costs a folder listing. The feature cache checks its
-own disk space when it is placed (cnc.features): whether it goes to GPU, host memory or
+own disk space when it is placed (cnc.training.features): whether it goes to GPU, host memory or
 disk depends on what is free at that moment.
 """
 

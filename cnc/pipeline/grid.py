@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnc.errors import SettingsError, UsageError, UserError
-from cnc.experiments import DEFAULT_TARGET, GridPoint, cells
 from cnc.params import DEFAULT, load_params, read_structured
+from cnc.pipeline.experiments import DEFAULT_TARGET, GridPoint, cells
 from cnc.settings import (
     SCORING,
     EvaluateSettings,
