@@ -163,7 +163,10 @@ def summary(records: list[dict[str, Any]]) -> dict[str, list[str]]:
         for step in (train, record.get("evaluate") or {}):
             if step.get("code"):
                 add("code", _code_text(step["code"]))
-        add("device", (train.get("machine") or {}).get("device"))
+        machine = train.get("machine") or {}
+        add("device", machine.get("device"))
+        if str(machine.get("device", "")).startswith("CPU") and machine.get("cpu_threads"):
+            add("CPU threads", str(machine["cpu_threads"]))
         add("data content sha256", ((train.get("dataset") or {}).get("content_sha256") or "")[:16])
         if weights := train.get("weights"):
             add("weights", f"{weights['weights']} (tensors {weights['tensor_fingerprint']})")

@@ -227,6 +227,8 @@ class TrainSettings(_Section):
     cache_dtype: str = "float16"  # the cached features' type: float16 or float32
     cache_dir: str | None = None  # where a cache on disk goes; None: the run folder
     workers: int | None = None  # DataLoader workers; None: 0 on a CPU, up to 8 on a GPU
+    # CPU threads of the job; None: what the workflow gives it (cnc.training.devices)
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,9 @@ SECTIONS: dict[str, type[_Section]] = {
     "infer": InferSettings,
 }
 # How a run is computed, not what it learns: ignored when a finished run is reused.
-EXECUTION_ONLY = ("train.checkpoint_every", "train.cache_dir", "train.workers")
+# train.threads too: it changes CPU numbers in their last digits, so the count a run used
+# is recorded with it (provenance.json, the reports) instead of retraining on a new one.
+EXECUTION_ONLY = ("train.checkpoint_every", "train.cache_dir", "train.workers", "train.threads")
 # What may also change between an interrupted run and its continuation.
 RESUMABLE_CHANGES = (*EXECUTION_ONLY, "train.epochs", "train.cache")
 

@@ -3,6 +3,7 @@ same tables, resume after an interruption, re-run what a changed setting affects
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ def small_params() -> dict:
     params["data"]["synthetic"].update(
         image_size=48, train_per_class=2, test_per_class=3, classes=["wood", "chip"]
     )
-    params["scales"]["smoke"].update(train={"epochs": 1}, infer={"map_size": 32})
+    params["scales"]["smoke"].update(train={"epochs": 1, "threads": 1}, infer={"map_size": 32})
     params["experiments"]["table2"]["rows"] = {"i": [False, False, False], "vii": [True] * 3}
     params["experiments"]["table4"].update(experts=[1], top_k=[1, 2])
     params["experiments"]["fig4"].update(backbones=["ViT-B-32"], resolutions=[224])
@@ -283,12 +284,28 @@ def test_the_choices_target_trains_only_its_variants(finished):
 
 
 def test_snakemake_gives_a_training_job_the_shared_cpu_thread_count(finished):
-    """CPU results depend bit for bit on torch's thread count; DVC's test checks the same.
-    At the smoke scale the jobs fork from the warm-start server (cnc.pipeline.warm): DVC's start
-    cold, and the engines' tables are compared bit for bit."""
+    """CPU results depend bit for bit on torch's thread count: the smoke scale's
+    train.threads (1) in every job; DVC's test checks the same. The jobs fork from the
+    warm-start server (cnc.pipeline.warm): DVC's start cold, and the engines' tables are
+    compared bit for bit."""
     for log in (finished / "logs/smoke/train").glob("*.log"):
-        line = f"on cpu, {grid.TRAIN_THREADS} CPU thread(s), warm start"
-        assert line in log.read_text(), log
+        assert "on cpu, 1 CPU thread(s), warm start" in log.read_text(), log
+    provenance = json.loads((finished / f"results/runs/smoke/{MAIN}/provenance.json").read_text())
+    assert provenance["machine"]["cpu_threads"] == 1
+    assert "CPU threads 1" in (finished / "results/reports/smoke/table1.md").read_text()
+
+
+def test_a_job_uses_the_threads_snakemake_gives_it_never_more_than_the_cores(tmp_path):
+    """train.threads asks; Snakemake caps it at --cores and passes it on (OMP_NUM_THREADS)."""
+    params = small_params()
+    params["scales"]["smoke"]["train"]["threads"] = 2
+    target = f"results/runs/smoke/{MAIN}/maps/protocol.json"
+    for cores in (1, 2):
+        work = project(tmp_path, f"cores{cores}", params)
+        run = snakemake(work, "--cores", str(cores), target)  # after "--cores 1": the last wins
+        assert run.returncode == 0, run.stderr[-3000:]
+        log = (work / f"logs/smoke/train/{MAIN}.log").read_text()
+        assert f"on cpu, {cores} CPU thread(s)" in log, log
 
 
 def test_a_tracked_dvc_lock_agrees_with_params_yaml():
@@ -394,7 +411,7 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.count("Running stage 'train@") < 6
-    assert f"on cpu, {grid.TRAIN_THREADS} CPU thread(s)\n" in run.stdout  # as in Snakemake
+    assert "on cpu, 1 CPU thread(s)\n" in run.stdout  # as in Snakemake
     assert tables(work) == tables(finished)
     again = subprocess.run(
         [dvc, "status", "dvc.yaml"], cwd=work, capture_output=True, text=True, env=env()

@@ -29,7 +29,6 @@ from cnc.pipeline.experiments import (
     report_files,
 )
 from cnc.pipeline.grid import (
-    TRAIN_THREADS,
     data_record,
     figures_dir,
     grid_points,
@@ -67,8 +66,9 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
             "foreach": "${runs}",
             "do": {
                 **where,
-                "cmd": f"OMP_NUM_THREADS={TRAIN_THREADS} cnc train {RUN} --run ${{key}} "
-                "--params params.yaml --resume --force --no-progress",
+                # the job's threads: its train.threads (DVC runs one stage at a time)
+                "cmd": f"cnc train {RUN} --run ${{key}} --params params.yaml --resume --force "
+                "--no-progress",
                 "deps": ["results/data", *code.SETTINGS, *code.TRAIN, *code.INFER],
                 "params": ["scale", "scales", "backbone", "model", "train", "infer", "data"],
                 "outs": [

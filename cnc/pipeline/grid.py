@@ -26,10 +26,6 @@ from cnc.settings import (
 )
 
 RESULTS = "results"
-# Intra-op CPU threads of a training job. On a CPU the results depend on it bit for bit
-# (the order of float sums), so both engines give every job the same: Snakemake through
-# the rule's `threads` (it sets OMP_NUM_THREADS), DVC in the command.
-TRAIN_THREADS = 1
 OVERRIDABLE = ("backbone", "model", "train", "infer")
 DECIDED_BY_GRID = {  # section -> the keys each grid point sets
     "backbone": ("name", "resolution"),
@@ -127,6 +123,13 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     )
     settings["seed"] = point.seed
     return RunSettings.from_dict(settings, f"run {point.name}")
+
+
+def job_threads(params: dict[str, Any], point: GridPoint, cores: int) -> int:
+    """The CPU threads a run's training job asks the workflow for: its `train.threads`,
+    or every core the workflow has (Snakemake caps a job's threads at `--cores` and
+    passes them as OMP_NUM_THREADS; the job never uses more, cnc.training.devices)."""
+    return run_settings(params, point).train.threads or cores
 
 
 def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:

@@ -22,7 +22,7 @@ from cnc.pipeline import warm
 from cnc.runs import COST, read_settings, run_lock
 from cnc.settings import RunSettings
 from cnc.training.cost import device_name, measure, write_cost
-from cnc.training.devices import pick_device
+from cnc.training.devices import pick_device, use_cpu_threads
 from cnc.training.loop import train
 from cnc.training.preflight import check_data, preflight
 
@@ -59,6 +59,7 @@ def run_job(
     preflight(settings, run_dir, maps)
     with run_lock(run_dir, purpose="training"):
         device = pick_device(device)
+        use_cpu_threads(settings.train.threads)
         trained = train(settings, run_dir, resume, force, device, progress)
         reused_cost = trained.network is None and (Path(run_dir) / COST).is_file()
         if maps:  # with the network in memory: one build per job
@@ -84,6 +85,7 @@ def training_provenance(
     record = provenance.step_record(device_name(device), time.perf_counter() - began)
     # the build (e.g. +cu130) and its CUDA: package metadata gives the version alone
     record["packages"] |= {"torch": torch.__version__, "cuda": torch.version.cuda}
+    record["machine"]["cpu_threads"] = torch.get_num_threads()  # CPU numbers depend on it
     return {
         **record,
         "dataset": provenance.dataset_identity(Path(settings.data.root)),
@@ -99,4 +101,5 @@ def infer_job(
     check_data(settings.data)
     resolve_weights(settings.backbone.name, settings.backbone.weights)
     with run_lock(run_dir, purpose="inference"):
+        use_cpu_threads(settings.train.threads)
         return infer_run(run_dir, settings.infer, pick_device(device), progress)

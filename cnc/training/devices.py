@@ -1,5 +1,6 @@
-"""Which device a job runs on. On a node with several GPUs, concurrent jobs (`snakemake
---cores N --resources gpu=G`) each claim a different one.
+"""Which device a job runs on, and how many CPU threads it uses. On a node with several
+GPUs, concurrent jobs (`snakemake --cores N --resources gpu=G`) each claim a different
+one.
 
 `--device auto` takes the CPU without CUDA and the one GPU when one is visible (a scheduler
 that sets CUDA_VISIBLE_DEVICES has already chosen). With several visible, the job claims
@@ -88,6 +89,29 @@ def loader_workers(setting: int | None, device: str) -> int:
     if setting is not None:
         return setting
     return min(8, os.cpu_count() or 1) if str(device).startswith("cuda") else 0
+
+
+def cpu_threads(wanted: int | None) -> int:
+    """The CPU threads a job uses: `wanted` (train.threads), never more than the workflow
+    gives it (OMP_NUM_THREADS: Snakemake sets it to the job's `threads`, which it caps at
+    `--cores`) nor than the CPUs this process may run on; None: all of those. On a CPU a
+    run's numbers depend on this count bit for bit, so it is recorded with the run."""
+    limits = [len(os.sched_getaffinity(0))]
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        limits.append(int(given))
+    if wanted:
+        limits.append(wanted)
+    return min(limits)
+
+
+def use_cpu_threads(wanted: int | None) -> int:
+    """Set torch's intra-op threads to `cpu_threads(wanted)`; returns the count."""
+    import torch
+
+    count = cpu_threads(wanted)
+    torch.set_num_threads(count)
+    return count
 
 
 def pick_device(device: str = "auto") -> str:

@@ -33,6 +33,11 @@ def run_data(wildcards):
     return grid.data_record(grid.dataset_of(config, GRID[wildcards.run]))
 
 
+def run_threads(wildcards):
+    """The run's train.threads, or all cores; Snakemake caps it at --cores."""
+    return grid.job_threads(config, GRID[wildcards.run], workflow.cores)
+
+
 def run_settings(wildcards):
     """Everything the run depends on (cnc.settings.RunSettings), as JSON."""
     return grid.run_settings(config, GRID[wildcards.run]).to_json()

@@ -18,7 +18,7 @@ rule train:
         f"logs/{SCALE}/train/{{run}}.log",
     benchmark:
         f"benchmarks/{SCALE}/train/{{run}}.tsv"
-    threads: grid.TRAIN_THREADS
+    threads: run_threads
     resources:
         gpu=1,
     conda:
