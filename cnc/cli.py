@@ -21,6 +21,7 @@ from cnc.console import (
     Overrides,
     Params,
     Scale,
+    announce,
     log_to,
     metric_rows,
     mtotal_text,
@@ -101,6 +102,7 @@ def train(
         job = job_settings(run, params, settings, given)
         result = run_job(job, run_dir, resume, force, maps, device, progress)
     out.print(result.summary(run_dir), soft_wrap=True)
+    announce(f"trained {result.summary(Path(run_dir.name))}")
 
 
 @app.command("infer")
@@ -118,6 +120,7 @@ def infer(
         summary = infer_job(run_dir, overrides or [], device, progress)
     counts = ", ".join(f"{c} {n}" for c, n in summary["classes"].items())
     out.print(f"maps written to {run_dir}: {counts}")
+    announce(f"inferred {run_dir.name}: {counts}")
 
 
 @app.command("predict")
@@ -200,6 +203,7 @@ def evaluate(
             result = evaluate_run(run_dir, config, heatmaps=draw)
         print_table(f"{result['run']} (percent)", ["class", *METRICS], metric_rows(result))
         out.print(f"mTotal {mtotal_text(result)}; written to {run_dir}")
+        announce(f"evaluated {run_dir.name}: mTotal {mtotal_text(result)}")
 
 
 # ----------------------------------------------------------------------------- reports
@@ -224,6 +228,7 @@ def report(
     with user_errors():
         written = write_reports(load_params(params, scale), runs, reports, figures, target)
     out.print(f"written {len(written)} files in {written[0].parent}")
+    announce(f"report {target}: {len(written)} files in {written[0].parent}")
 
 
 @app.command("compare")

@@ -57,6 +57,14 @@ def log_to(path: Path) -> None:
     _Log.path = path
 
 
+def announce(line: str) -> None:
+    """One line naming what a job did, for the terminal of a workflow (`--log`): its log
+    holds the rest. Without `--log` the command's own output says it already."""
+    if _Log.terminal is not None:
+        _Log.terminal.write(f"cnc: {line}\n")
+        _Log.terminal.flush()
+
+
 def _tell_terminal(reason: str) -> None:
     if _Log.terminal is not None:
         first = reason.strip().splitlines()[0] if reason.strip() else reason

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cnc.console import DEFAULT_PARAMS, Params, flagged, out, print_table, user_errors
+from cnc.console import DEFAULT_PARAMS, Params, announce, flagged, out, print_table, user_errors
 from cnc.errors import UsageError
 
 data_app = typer.Typer(
@@ -136,3 +136,4 @@ def data_prepare(
             data = read_structured(settings, "--settings")
         root, manifest = prepare_dataset(name, data, record)
     _print_counts(manifest["counts"], f"{name} in {root}")
+    announce(f"prepared {name}: {len(manifest['counts'])} classes in {root}")
