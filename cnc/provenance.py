@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import resource
 import socket
 import subprocess
 import time
@@ -122,13 +123,26 @@ def weights_identity(backbone: str, weights: str, fingerprint: str) -> dict[str,
     }
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data-loading workers). A
+    process forked by the warm-start server counts from its fork: its own work only."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def step_record(device: str | None, seconds: float) -> dict[str, Any]:
-    """What any step records: code, packages, machine, wall time, when it finished."""
+    """What any step records: code, packages, machine, wall and CPU time (the job
+    measures itself: a Snakemake benchmark file of a warm-started job would measure the
+    thin client), when it finished."""
     return {
         "code": dict(code_state()),
         "packages": dict(package_versions()),  # copies: the cached ones stay as found
         "machine": machine(device),
         "wall_s": round(seconds, 3),
+        "cpu_s": round(cpu_seconds(), 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

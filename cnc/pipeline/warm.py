@@ -42,6 +42,7 @@ PRELOAD = (
     "open_clip",
     "numpy",
     "scipy.ndimage",
+    "matplotlib.figure",  # heat maps (evaluation) and figures (report)
     "PIL.Image",
     "yaml",
     "typer",

@@ -16,8 +16,6 @@ rule train:
         settings=run_settings,
     log:
         f"logs/{SCALE}/train/{{run}}.log",
-    benchmark:
-        f"benchmarks/{SCALE}/train/{{run}}.tsv"
     threads: run_threads
     resources:
         gpu=1,
