@@ -10,6 +10,7 @@ seed). An override of something the grid decides is an error, not silently lost.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +126,12 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     return RunSettings.from_dict(settings, f"run {point.name}")
 
 
-def job_threads(params: dict[str, Any], point: GridPoint, cores: int) -> int:
+def job_threads(params: dict[str, Any], point: GridPoint) -> int:
     """The CPU threads a run's training job asks the workflow for: its `train.threads`,
-    or every core the workflow has (Snakemake caps a job's threads at `--cores` and
-    passes them as OMP_NUM_THREADS; the job never uses more, cnc.training.devices)."""
-    return run_settings(params, point).train.threads or cores
+    or every core of this machine. Snakemake caps a job's threads at `--cores` (a cluster
+    job: at what its node gives it) and passes them on as OMP_NUM_THREADS; the job never
+    uses more than that nor than its CPUs (cnc.training.devices)."""
+    return run_settings(params, point).train.threads or os.cpu_count() or 1
 
 
 def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:

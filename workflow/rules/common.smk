@@ -35,7 +35,7 @@ def run_data(wildcards):
 
 def run_threads(wildcards):
     """The run's train.threads, or all cores; Snakemake caps it at --cores."""
-    return grid.job_threads(config, GRID[wildcards.run], workflow.cores)
+    return grid.job_threads(config, GRID[wildcards.run])
 
 
 def run_settings(wildcards):
