@@ -172,6 +172,9 @@ def predict(
 def evaluate(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders with maps/ from inference.")],
     params: Annotated[str | None, typer.Option(help=f"Settings from {PARAMS_HELP}")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="With --params: a grid run's settings (Table S1's own).")
+    ] = None,
     settings: Annotated[
         str | None, typer.Option(help="An `evaluate` section: a file or inline JSON.")
     ] = None,
@@ -196,7 +199,7 @@ def evaluate(
 
     given = [*(overrides or []), *([f"evaluate.bootstrap={bootstrap}"] * (bootstrap is not None))]
     with user_errors():
-        config = evaluate_job_settings(params, settings, given)
+        config = evaluate_job_settings(params, settings, given, run)
     for run_dir in run_dirs:
         draw = heatmaps and (heatmaps_for is None or run_dir.name in heatmaps_for)
         with user_errors():

@@ -33,7 +33,11 @@ TINY_DEPTH = 6  # cnc/model/configs/cnc-tiny-*.json
 # Tapped blocks as fractions of the depth (the paper does not publish its choice):
 # "thirds" (the default) ends at the last block, 8/16/24 of ViT-L's 24; "quarters" is
 # the other common spread, 6/12/18. A scheme means the same at every depth.
-TAP_SCHEMES = {"thirds": (1 / 3, 2 / 3, 1.0), "quarters": (1 / 4, 2 / 4, 3 / 4)}
+TAP_SCHEMES = {
+    "thirds": (1 / 3, 2 / 3, 1.0),
+    "quarters": (1 / 4, 2 / 4, 3 / 4),
+    "quarters_last": (1 / 4, 2 / 4, 1.0),  # 6/12/24: shallower taps, the last block kept
+}
 PAPER_EPOCHS = {"mvtec": 250, "visa": 200}  # the paper's training length per dataset
 MASK_RULE = "mask != 0, bilinear (antialiased) resize of the 0/1 mask, then > 0.5"
 IMAGE_SCORE_RULE = "maximum of the smoothed anomaly map"
@@ -155,8 +159,11 @@ class BackboneSettings(_Section):
 
 # A switch's "off" value and the model settings that only matter when it is on.
 SWITCHED_OFF = {
-    "constraint": (False, ("prompt_tokens", "tau", "gamma", "theta", "prompt_grad", "fnp_norm")),
-    "moe_experts": (0, ("moe_top_k", "expert_hidden_ratio")),
+    "constraint": (
+        False,
+        ("prompt_tokens", "tau", "gamma", "theta", "prompt_grad", "fnp_norm", "fnp_hat_norm"),
+    ),
+    "moe_experts": (0, ("moe_top_k", "expert_hidden_ratio", "moe_renormalise")),
 }
 
 
@@ -183,6 +190,20 @@ class ModelSettings(_Section):
     # lambda of eqs. 5 and 8: "map": 1/||f_i|| over the layer's whole feature map (the
     # paper's f_i in R^{H x W x C}); "patch": each patch embedding's own norm.
     fnp_norm: str = "map"
+    # eq. 8's lambda: "shared": eq. 5's, from the encoder's f_i (the paper writes one
+    # lambda); "own": from the decoded f^_i itself, with the same norm.
+    fnp_hat_norm: str = "shared"
+    # e_i and e^_i of eqs. 1-4, the global features: "class_token": each tap's class token
+    # and its decoded counterpart (the class token goes through fusion, MoE and decoder
+    # with the patches); "patch_mean": the mean of the patch tokens, encoded and decoded
+    # (only patches are decoded: the router sees the paper's R = B*H*W tokens).
+    global_feature: str = "class_token"
+    # Which tap the decoder's first block reconstructs: "deep_first" (reverse
+    # distillation: the deepest, f_3) or "shallow_first" (f_1).
+    decoder_order: str = "deep_first"
+    # Eq. 14's top-K weights as the router's softmax gives them (False) or renormalised
+    # to sum to 1 over the K chosen experts (True).
+    moe_renormalise: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -436,9 +436,13 @@ def test_by_default_only_eq4_trains_the_prompts(tiny_encoder):
 
 
 @pytest.mark.parametrize("norm", ["map", "patch"])
-def test_fnp_norm_decides_lambda_in_eqs_5_and_8(tiny_encoder, norm):
+@pytest.mark.parametrize("hat", ["shared", "own"])
+def test_fnp_norm_and_fnp_hat_norm_decide_lambda_in_eqs_5_and_8(tiny_encoder, norm, hat):
+    """Two settings, one thing each: the norm's granularity (both equations) and whether
+    eq. 8 reuses eq. 5's lambda or takes f^'s own."""
     torch.manual_seed(0)
-    model = CNCNetwork(tiny_encoder, ModelSettings(moe_experts=0, fnp_norm=norm)).eval()
+    config = ModelSettings(moe_experts=0, fnp_norm=norm, fnp_hat_norm=hat)
+    model = CNCNetwork(tiny_encoder, config).eval()
     taps = tiny_encoder.encode_taps(torch.randn(2, 3, 64, 64))
     out = model(tiny_encoder, taps)
     tokens = torch.cat([taps.cls.unsqueeze(2), taps.patches], dim=2)
@@ -451,8 +455,8 @@ def test_fnp_norm_decides_lambda_in_eqs_5_and_8(tiny_encoder, norm):
         return fnp.control_coefficient(alpha, fnp.cross_modal_activation(joint, text[:, 1]))
 
     lam = fnp.scaled_coefficient(f, norm)
-    # "map": eq. 8 reuses eq. 5's lambda = 1/||f_i||; "patch": the decoded patches' own.
-    lam_hat = lam if norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
+    lam_hat = lam if hat == "shared" else fnp.scaled_coefficient(f_hat, norm)
+    assert lam.shape[2] == (1 if norm == "map" else f.shape[2])
     assert torch.allclose(out.f_star, f + lam * psi(f).unsqueeze(-1), atol=1e-6)
     assert torch.allclose(out.f_hat_star, f_hat + lam_hat * psi(f_hat).unsqueeze(-1), atol=1e-6)
 
@@ -466,6 +470,7 @@ def test_tap_schemes_mean_the_same_at_every_depth():
         "ViT-L-14-336": (8, 16, 24),
     }
     assert resolve_taps("ViT-L-14-336", "quarters") == (6, 12, 18)
+    assert resolve_taps("ViT-L-14-336", "quarters_last") == (6, 12, 24)
     assert resolve_taps("ViT-B-16", "quarters") == (3, 6, 9)
     assert resolve_taps(tiny_name("ViT-L-14"), "quarters") == (2, 3, 5)  # 1.5 and 4.5 round up
     assert resolve_taps(tiny_name("ViT-L-14"), "thirds") == (2, 4, 6)

@@ -388,12 +388,37 @@ def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):
     assert "## Table S1: sensitivity to choices the paper leaves open" in text
     assert "Not comparable" in text and "layout only" not in text  # it has no paper numbers
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 7  # the header, the reference, six variants
+    variants = PARAMS["experiments"]["tableS1"]["variants"]
+    assert len(rows) == 1 + 1 + len(variants)  # the header, the reference, the variants
     assert rows[1].startswith("| reference (main configuration) |")
-    assert rows[1].rstrip(" |").endswith("| 0.0")  # the reference minus itself
     assert any(r.startswith('| backbone.taps = "quarters" |') for r in rows)
+    assert "Cost: Table S1 adds" in text
     result = runner.invoke(app, ["compare", str(root / "runs"), "--table", "tableS1"])
     assert result.exit_code == 0 and "Table S1" in result.output, result.output
+
+
+def test_table_s1_sorts_the_choices_by_their_effect_with_paired_intervals(tmp_path):
+    """A variant 3 points above the reference (on the same resamples) comes first, marked;
+    one equal to it comes last, unmarked; the cost line counts the variants' runs."""
+    classes = ["wood", "carpet"]
+    runs = tmp_path / "runs"
+    fake_grid(runs, PARAMS, "synthetic", classes)
+    cells = experiments.cells(PARAMS)["tableS1"]
+    reference, big, same = cells[0].runs[0], cells[3].runs[0], cells[1].runs[0]
+    for i, cell in enumerate(cells[1:], start=1):  # between the two: 0.5 to 2.5 points
+        shift = 3.0 if cell.runs[0] == big else 0.0 if cell.runs[0] == same else 0.4 * i
+        fake_run(runs, cell.runs[0], "synthetic", classes, shift=shift, like=reference)
+    (runs / reference / "config.json").write_text(json.dumps({"train": {"epochs": 3}}))
+    write_reports(PARAMS, runs, tmp_path / "r", tmp_path / "f", "choices")
+    text = (tmp_path / "r" / "tableS1.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[2].startswith(f"| {cells[3].row} |") and rows[-1].startswith(f"| {cells[1].row} |")
+    difference = rows[2].split(" | ")[3]  # mTotal minus the reference's
+    assert difference.startswith("+3.0†") and re.search(r"\[\+2\.\d, \+3\.\d\]", difference)
+    assert "†" not in rows[-1].split(" | ")[3]
+    seconds = json.loads((runs / reference / "cost.json").read_text())["seconds_per_epoch"]
+    hours = len(cells[1:]) * 3 * seconds / 3600
+    assert f"Table S1 adds {len(cells) - 1} runs" in text and f"about {hours:.3g} CPU hours" in text
 
 
 # ----------------------------------------------------------------------------- intervals

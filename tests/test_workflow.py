@@ -38,7 +38,7 @@ def small_params() -> dict:
     params["experiments"]["fig4"].update(backbones=["ViT-B-32"], resolutions=[224])
     params["experiments"]["tableS1"]["variants"] = [
         {"model.noise_std": 0.2},
-        {"model.fnp_norm": "patch"},
+        {"evaluate.sigma": 0},  # a variant of the scoring: its run evaluated at sigma 0
     ]
     return params
 
@@ -273,15 +273,29 @@ def test_the_choices_target_trains_only_its_variants(finished):
     assert (run.stdout + run.stderr).count("(Rule: train)") == 2  # the two variants
     table = (finished / "results/reports/smoke/tableS1.md").read_text()
     assert "Table S1: sensitivity to choices the paper leaves open" in table
-    for row in (
-        "reference (main configuration)",
-        "model.noise_std = 0.2",
-        'model.fnp_norm = "patch"',
-    ):
+    for row in ("reference (main configuration)", "model.noise_std = 0.2", "evaluate.sigma = 0"):
         assert f"| {row} |" in table.replace("**", "").replace("<u>", "").replace("</u>", "")
+    assert "Cost: Table S1 adds 2 runs" in table
+    runs = finished / "results/runs/smoke"
     name = "mvtec-vitl14_336-r224-mlf-cnc-moeT5K2-noise_std_0.2-s0"
-    config = yaml.safe_load((finished / f"results/runs/smoke/{name}/config.json").read_text())
+    config = yaml.safe_load((runs / name / "config.json").read_text())
     assert config["model"]["noise_std"] == 0.2
+    sigma = json.loads((runs / f"{MAIN[:-3]}-sigma_0-s0" / "metrics.json").read_text())
+    assert sigma["protocol"]["smoothing_sigma"] == 0
+
+
+def test_the_paper_scale_lists_a_run_per_choice(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scale"] = "paper"
+    params["data"]["prepare"] = ["mvtec", "visa"]
+    work = project(tmp_path, params=params)
+    dry = snakemake(work, "-n", "choices", "--quiet", "host")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    shown = dry.stdout + dry.stderr
+    variants = params["experiments"]["tableS1"]["variants"]
+    for cell in experiments.cells(params)["tableS1"][1:]:
+        assert f"results/runs/paper/{cell.runs[0]}/maps/protocol.json" in shown, cell.row
+    assert len(variants) >= 12
 
 
 def test_snakemake_gives_a_training_job_the_shared_cpu_thread_count(finished):

@@ -38,7 +38,7 @@ from cnc.training.cost import flops_per_image
 from cnc.training.devices import loader_workers
 from cnc.training.features import DTYPES as CACHE_DTYPES
 from cnc.training.features import FeatureCache, FeatureSource, Reencode, cache_bytes
-from cnc.training.loop import run_epoch
+from cnc.training.loop import make_optimizer, run_epoch
 
 IMAGES = {  # (train, test) images of the paper's datasets
     name: (sum(c[0] for c in counts.values()), sum(c[1] + c[2] for c in counts.values()))
@@ -87,7 +87,7 @@ def _time_variant(settings: RunSettings, epochs: int, device: str, scratch: Path
     torch.manual_seed(settings.seed)
     encoder, model = build(settings, device)
     dataset = run_split(settings.data, "train", encoder.resolution, encoder.mean_std)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
+    optimizer = make_optimizer(model, t)
     scaler = precision.scaler(arithmetic, device)
     workers = loader_workers(t.workers, device)
     cuda = device.startswith("cuda")

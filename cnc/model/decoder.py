@@ -1,7 +1,8 @@
 """The decoder: three residual attention blocks (the basic ViT block), reverse order.
 
 Block k's output reconstructs the encoder's tap 4 - k: the first decoder block the
-deepest tap, the last one the shallowest, as in reverse distillation.
+deepest tap, the last one the shallowest, as in reverse distillation
+(`model.decoder_order: deep_first`; `shallow_first` reverses it).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from torch import nn
 
 
 class Decoder(nn.Module):
-    def __init__(self, width: int, n_blocks: int = 3, head_width: int = 64) -> None:
+    def __init__(
+        self, width: int, n_blocks: int = 3, head_width: int = 64, order: str = "deep_first"
+    ) -> None:
         super().__init__()
+        self.order = order  # "deep_first": block 1 -> the deepest tap; "shallow_first"
         heads = max(1, width // head_width)
         self.blocks = nn.ModuleList(
             ResidualAttentionBlock(width, heads, batch_first=True) for _ in range(n_blocks)
@@ -25,7 +29,7 @@ class Decoder(nn.Module):
         for block in self.blocks:
             x = block(x)
             outputs.append(x)
-        return torch.stack(outputs[::-1], dim=1)
+        return torch.stack(outputs[::-1] if self.order == "deep_first" else outputs, dim=1)
 
 
 def perturb(features: torch.Tensor, std: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -32,14 +32,21 @@ def route(router: nn.Linear, z: torch.Tensor) -> torch.Tensor:
 
 
 def combine_experts(
-    scores: torch.Tensor, experts: nn.ModuleList, z: torch.Tensor, k: int
+    scores: torch.Tensor,
+    experts: nn.ModuleList,
+    z: torch.Tensor,
+    k: int,
+    renormalise: bool = False,
 ) -> torch.Tensor:
-    """Eq. (14): z* = sum over the top-K experts of H_k * E_k(z) (weights not renormalised).
+    """Eq. (14): z* = sum over the top-K experts of H_k * E_k(z), the weights as the router
+    gives them or (`renormalise`) divided by their sum over the K.
 
     Every expert runs on every token and the unselected ones get weight zero: the same
     result as dispatching, and faster for a handful of experts.
     """
     top_scores, top_index = scores.topk(k, dim=-1)
+    if renormalise:
+        top_scores = top_scores / top_scores.sum(dim=-1, keepdim=True)
     weights = torch.zeros_like(scores).scatter(-1, top_index, top_scores)
     outputs = torch.stack([expert(z) for expert in experts], dim=-2)  # (..., T, C)
     return (weights.unsqueeze(-1) * outputs).sum(dim=-2)
@@ -58,10 +65,17 @@ def importance_loss(scores: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 class GatedMoE(nn.Module):
     """Router G: C -> T, T MLP experts C -> hidden -> C, top-K combination."""
 
-    def __init__(self, width: int, n_experts: int, top_k: int, hidden_ratio: float = 1.0):
+    def __init__(
+        self,
+        width: int,
+        n_experts: int,
+        top_k: int,
+        hidden_ratio: float = 1.0,
+        renormalise: bool = False,
+    ) -> None:
         super().__init__()  # 1 <= K <= T is checked once, in cnc.settings.ModelSettings
         hidden = max(1, round(width * hidden_ratio))
-        self.top_k = top_k
+        self.top_k, self.renormalise = top_k, renormalise
         self.router = nn.Linear(width, n_experts)
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
@@ -71,4 +85,5 @@ class GatedMoE(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z: (B, N, C) -> (z*, the router's scores H (B, N, T))."""
         scores = route(self.router, z)
-        return combine_experts(scores, self.experts, z, self.top_k), scores
+        z_star = combine_experts(scores, self.experts, z, self.top_k, self.renormalise)
+        return z_star, scores

@@ -43,11 +43,17 @@ class CNCNetwork(nn.Module):
         )
         self.fusion = MultiLayerFusion(width, 3 if config.mlf else 1, config.mlf_dropout)
         self.moe = (
-            GatedMoE(width, config.moe_experts, config.moe_top_k, config.expert_hidden_ratio)
+            GatedMoE(
+                width,
+                config.moe_experts,
+                config.moe_top_k,
+                config.expert_hidden_ratio,
+                config.moe_renormalise,
+            )
             if config.moe_experts
             else None
         )
-        self.decoder = Decoder(width, 3, config.decoder_head_width)
+        self.decoder = Decoder(width, 3, config.decoder_head_width, config.decoder_order)
 
     def forward(
         self,
@@ -57,7 +63,9 @@ class CNCNetwork(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Outputs:
         c = self.config
-        tokens = torch.cat([taps.cls.unsqueeze(2), taps.patches], dim=2)  # (B, 3, 1 + L, C)
+        tokens = taps.patches  # (B, 3, L, C), behind the class token when it is decoded
+        if c.global_feature == "class_token":
+            tokens = torch.cat([taps.cls.unsqueeze(2), tokens], dim=2)  # (B, 3, 1 + L, C)
         x = perturb(tokens, c.noise_std, generator) if self.training else tokens
         x = self.fusion(x)
         zero = x.new_zeros(())
@@ -80,9 +88,10 @@ class CNCNetwork(nn.Module):
         scores: torch.Tensor | None,
         epoch: int,
     ) -> Outputs:
-        """Eqs. 4-11 and 16 on the decoded taps (B, 3, 1 + L, C)."""
+        """Eqs. 4-11 and 16 on the decoded taps (B, 3, [1 +] L, C)."""
         c = self.config
-        f, f_hat = taps.patches.float(), decoded[:, :, 1:]
+        skip = 1 if c.global_feature == "class_token" else 0
+        f, f_hat = taps.patches.float(), decoded[:, :, skip:]
         zero = decoded.new_zeros(())
         terms = {"moe": moe_loss.float()}
         text = e = e_hat = None
@@ -92,11 +101,12 @@ class CNCNetwork(nn.Module):
             # prompt_grad "eq4" only L_c1 moves the prompts; eqs. 5-10 use them fixed.
             anchors = text.detach() if c.prompt_grad == "eq4" else text
             scale = fnp.scaled_coefficient(f, c.fnp_norm)
-            # "map": eq. 8 reuses eq. 5's lambda = 1/||f_i||; "patch": each its own norms.
-            scale_hat = scale if c.fnp_norm == "map" else fnp.scaled_coefficient(f_hat, "patch")
+            # eq. 8 reuses eq. 5's lambda ("shared"), or takes f^'s own norms ("own")
+            own = c.fnp_hat_norm == "own"
+            scale_hat = fnp.scaled_coefficient(f_hat, c.fnp_norm) if own else scale
             f_star = self._promote(encoder, f, anchors, scale)
             f_hat_star = self._promote(encoder, f_hat, anchors, scale_hat)
-            e, e_hat = encoder.to_joint(taps.cls.float()), encoder.to_joint(decoded[:, :, 0])
+            e, e_hat = self._global(encoder, taps, decoded)
             terms["c1"] = losses.loss_c1(e, text, c.tau)
             terms["c2"] = losses.loss_c2(e_hat, anchors, c.tau)
             terms["constraint"] = losses.constraint_loss(
@@ -108,6 +118,14 @@ class CNCNetwork(nn.Module):
         terms["distill"] = losses.distill_loss(f_star, f_hat_star)
         terms["total"] = losses.total_loss(terms["distill"], terms["constraint"], terms["moe"])
         return Outputs(f_star, f_hat_star, terms, scores, text, e, e_hat)
+
+    def _global(
+        self, encoder: FrozenCLIP, taps: Taps, decoded: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_i and e^_i (B, 3, D) in the joint space (model.global_feature)."""
+        if self.config.global_feature == "class_token":
+            return encoder.to_joint(taps.cls.float()), encoder.to_joint(decoded[:, :, 0])
+        return encoder.to_joint(taps.patches.float().mean(2)), encoder.to_joint(decoded.mean(2))
 
     @staticmethod
     def _promote(

@@ -84,7 +84,8 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
             "foreach": "${runs}",
             "do": {
                 **where,
-                "cmd": f"cnc evaluate {RUN} --params params.yaml --${{item.heatmaps}}",
+                "cmd": f"cnc evaluate {RUN} --params params.yaml --run ${{key}} "
+                "--${item.heatmaps}",
                 "deps": [f"{RUN}/maps", f"{RUN}/{PROVENANCE}", *code.EVALUATE],
                 "params": ["scale", "scales", "evaluate"],
                 # metrics.json is a plain output: as DVC metrics, its hundreds of numbers per

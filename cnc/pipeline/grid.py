@@ -91,6 +91,8 @@ def _overrides(params: dict[str, Any], point: GridPoint) -> dict[str, Any]:
             merged[section] = {**merged.get(section, {}), **given}
     for dotted, value in point.overrides.items():
         section, key = dotted.split(".")
+        if section == "evaluate":  # how the run is scored, not trained (evaluate_settings)
+            continue
         _refuse_decided("a variant's ", section, [key])
         merged.setdefault(section, {})[key] = value
     return merged
@@ -134,16 +136,23 @@ def job_threads(params: dict[str, Any], point: GridPoint) -> int:
     return run_settings(params, point).train.threads or os.cpu_count() or 1
 
 
-def evaluate_settings(params: dict[str, Any]) -> EvaluateSettings:
-    """How the workflow scores saved maps: params.yaml's `evaluate`, the scale's over it."""
+def evaluate_settings(params: dict[str, Any], point: GridPoint | None = None) -> EvaluateSettings:
+    """How the workflow scores saved maps: params.yaml's `evaluate`, the scale's over it,
+    and a Table S1 variant's `evaluate.*` over those (for its run)."""
     given = {**params.get("evaluate", {}), **scale_settings(params).get("evaluate", {})}
+    for dotted, value in (point.overrides if point else {}).items():
+        section, key = dotted.split(".")
+        if section == "evaluate":
+            given[key] = value
     return EvaluateSettings.from_dict(given, "params.yaml evaluate")
 
 
-def scoring(params: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation protocol params.yaml asks for, on the keys where runs' numbers must
-    agree to compare (cnc.settings.SCORING): what reports check every run against."""
-    return {k: v for k, v in evaluate_settings(params).protocol().items() if k in SCORING}
+def scoring(params: dict[str, Any], point: GridPoint | None = None) -> dict[str, Any]:
+    """The evaluation protocol params.yaml asks for (for `point`'s run), on the keys where
+    runs' numbers must agree to compare (cnc.settings.SCORING): what reports check every
+    run against."""
+    protocol = evaluate_settings(params, point).protocol()
+    return {k: v for k, v in protocol.items() if k in SCORING}
 
 
 def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
@@ -165,6 +174,7 @@ def check_grid(params: dict[str, Any]) -> dict[str, GridPoint]:
     for name, point in points.items():
         try:
             run_settings(params, point)
+            evaluate_settings(params, point)
         except UserError as exc:
             raise SettingsError(f"run {name}: {exc}") from None
     return points
@@ -209,14 +219,24 @@ def evaluate_job_settings(
     params: str | Path | None = None,
     settings: str | None = None,
     overrides: list[str] | None = None,
+    run: str | None = None,
 ) -> EvaluateSettings:
     """Evaluation settings from the command line's sources, each over the last: the
-    defaults, params (`--params`) or an `evaluate` section (`--settings`), and `--set
-    evaluate.key=value`."""
+    defaults, params (`--params`, with `run`: that run of the grid's, a Table S1 variant's
+    included) or an `evaluate` section (`--settings`), and `--set evaluate.key=value`."""
     if params is not None and settings is not None:
         raise UsageError("--params and --settings: give one of them")
+    if run is not None and params is None:
+        raise UsageError("--run: give the grid's --params too")
     if params is not None:
-        base = evaluate_settings(load_params(params)).to_dict()
+        loaded = load_params(params)
+        point = None
+        if run is not None:
+            runs = check_grid(loaded)
+            if run not in runs:
+                raise UsageError(f"--run {run}: not a run of the grid (`cnc workflow runs`)")
+            point = runs[run]
+        base = evaluate_settings(loaded, point).to_dict()
     else:
         base = {} if settings is None else read_structured(settings, "--settings")
     given = apply_overrides({"evaluate": base}, overrides or [])

@@ -59,10 +59,10 @@ def write_reports(
     figures_dir = Path(figures_dir or grid.figures_dir(scale))
     names = report_files(target)
     commit = reports_dir / (names[-1] if target == DEFAULT_TARGET else names[0])
-    run_dirs = [runs_dir / name for name in grid.grid_points(params, target)]
-    with reading_runs(run_dirs, "a report"):
-        for run_dir in run_dirs:
-            checked_metrics(run_dir, grid.scoring(params))
+    points = grid.grid_points(params, target)
+    with reading_runs([runs_dir / name for name in points], "a report"):
+        for name, point in points.items():
+            checked_metrics(runs_dir / name, grid.scoring(params, point))
         for folder in (reports_dir, figures_dir):
             remove_stale_temporaries(folder)
         with committed(commit) as outputs:

@@ -185,10 +185,10 @@ def compare_table(params: dict[str, Any], name: str, runs_dir: Path | None = Non
     if name not in tables():
         raise UsageError(f"--table {name!r}: choose one of {', '.join(tables())}")
     runs_dir = Path(runs_dir or grid.runs_dir(params["scale"]))
-    run_dirs = [runs_dir / r for c in cells(params)[name] for r in c.runs]
-    with reading_runs(run_dirs, "a comparison"):
-        for run_dir in run_dirs:
-            checked_metrics(run_dir, grid.scoring(params))
+    points = {p.name: p for c in cells(params)[name] for p in c.points}
+    with reading_runs([runs_dir / r for r in points], "a comparison"):
+        for run, point in points.items():
+            checked_metrics(runs_dir / run, grid.scoring(params, point))
         built = build(params, name, runs_dir)
     experiment = EXPERIMENTS[name]
     return markdown(built.tables, preamble(params, experiment.title, built.results, experiment))

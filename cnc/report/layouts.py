@@ -27,7 +27,7 @@ from cnc.report.results import (
     defect_results,
     protocol_differences,
     read_cost,
-    trained_resolution,
+    trained_setting,
 )
 
 OURS = "this benchmark"
@@ -400,7 +400,7 @@ def backbone_resolution(
             {
                 "backbone": c.row,
                 "resolution": int(c.column),
-                "trained_resolution": trained_resolution(runs_dir, c.runs[0]),
+                "trained_resolution": trained_setting(runs_dir, c.runs[0], "backbone.resolution"),
                 "mtotal": result.mtotal.mean,
                 "std": result.mtotal.std,
                 "mtotal_lower": (result.mtotal.interval or (None, None))[0],
@@ -414,30 +414,71 @@ def backbone_resolution(
     return Built(name, EXPERIMENTS[name], grid, [], results, frame, summary)
 
 
+def _change(stat: Stat, reference: Stat, metric: str) -> Num:
+    """`stat` minus `reference`: with its 95 % paired interval and a dagger when the runs
+    were bootstrapped, else the bare difference."""
+    d = stat.versus(reference)
+    if d is None:
+        return Num(stat.mean - reference.mean, metric=metric)
+    return Num(d.value, metric=metric, low=d.low, high=d.high, versus=d, brackets=True)
+
+
+def s1_cost(params: dict[str, Any], grid: list[Cell], runs_dir: Path) -> str:
+    """What Table S1 adds, from the reference run's cost (cost.json, as Table 5): each
+    variant run costs about as much as the main run (the same network)."""
+    reference = grid[0].runs[0]
+    cost = read_cost(runs_dir, reference)
+    epochs = trained_setting(runs_dir, reference, "train.epochs") or 0
+    runs = sum(len(c.runs) for c in grid[1:])
+    hours = runs * epochs * cost["seconds_per_epoch"] / 3600
+    kind = "CPU" if str(cost.get("device", "")).startswith("CPU") else "GPU"
+    return (
+        f"Cost: Table S1 adds {runs} runs beyond the main one; at the main run's training "
+        f"cost ({epochs} epochs x {cost['seconds_per_epoch']:.3g} s per epoch on "
+        f"{cost.get('device', 'its device')}, cost.json) that is about {hours:.3g} {kind} "
+        "hours of training, plus each run's inference."
+    )
+
+
 def sensitivity(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
-    """Table S1: the reference (the main configuration) and one row per changed choice:
-    the five class means, mTotal and its difference to the reference."""
+    """Table S1: the reference (the main configuration), then one row per changed choice,
+    sorted by the size of its effect on mTotal: the five class means, mTotal, and its
+    differences to the reference in mTotal, I-AUROC and P-AUROC, each with its paired 95 %
+    interval and a dagger where that excludes 0."""
     results = [cell_result(runs_dir, c.runs) for c in grid]
-    reference = [Num.of(results[0].mtotal, "mtotal")]
-    rows = []
-    for c, result in zip(grid, results, strict=True):
-        result.comparable(results[0])
-        total = [Num.of(result.mtotal, "mtotal")]
-        if result is not results[0]:
-            versus(total, [result.mtotal], [results[0].mtotal])
-        rows.append((c.row, [nums(result.mean), total, difference(total, reference)]))
+    ref = results[0]
+    for result in results[1:]:
+        result.comparable(ref)
+    order = sorted(
+        range(1, len(grid)), key=lambda i: -abs(results[i].mtotal.mean - ref.mtotal.mean)
+    )
+    rows = [(grid[0].row, [nums(ref.mean), [Num.of(ref.mtotal, "mtotal")], "", "", ""])]
+    for i in order:
+        r = results[i]
+        changes = [
+            [_change(r.mtotal, ref.mtotal, "mtotal")],
+            *([_change(r.mean[m], ref.mean[m], m)] for m in TABLE4_METRICS),
+        ]
+        rows.append((grid[i].row, [nums(r.mean), [Num.of(r.mtotal, "mtotal")], *changes]))
     cells = "/".join(METRIC_LABELS[m] for m in METRICS)
+    header = ["setting", f"{cells} ({OURS})", "mTotal"]
+    header += [
+        f"difference in {label}" for label in ("mTotal", *map(METRIC_LABELS.get, TABLE4_METRICS))
+    ]
     table = Table(
         name,
         "",
-        ["setting", f"{cells} ({OURS})", "mTotal", "difference of mTotal to the reference"],
+        header,
         rows,
         notes=[
             "Each row trains the main configuration with the one setting shown changed "
-            f"(dataset of the {params['experiments'][name]['dataset']} role); the paper has "
-            "no such table: it shows how far the choices it leaves open move the numbers. "
-            "Bold: best, underlined: second best in the column.",
-            *([differs_note("the reference")] if paired_with(results[0]) else []),
+            f"(dataset of the {params['experiments'][name]['dataset']} role), sorted by the "
+            "size of its effect on mTotal; the paper has no such table: it shows which of "
+            "the choices it leaves open move the numbers. A difference is the row minus the "
+            "reference, with its 95 % paired bootstrap interval in brackets. Bold: best, "
+            "underlined: second best in the column.",
+            *([differs_note("the reference")] if paired_with(ref) else []),
+            s1_cost(params, grid, runs_dir),
         ],
     )
     mark_columns(table, [0, 1])

@@ -31,6 +31,8 @@ class Num:
     low: float | None = None  # the 95 % bootstrap interval of the value
     high: float | None = None
     versus: Difference | None = None  # the paired difference to the table's reference
+    # A difference: shown signed, its interval as [low, high] (which may be lopsided).
+    brackets: bool = False
 
     @classmethod
     def of(cls, stat: Stat | None, metric: str = "") -> Num:
@@ -91,17 +93,25 @@ def _shown(value: float, fmt: str) -> str:
     return text.lstrip("-") if float(text) == 0 else text
 
 
+def _signed(value: float, fmt: str) -> str:
+    text = _shown(value, fmt)
+    return text if text.startswith("-") else f"+{text}"
+
+
 def _number(n: Num, style: str) -> str:
     if n.value is None:
         return "-"
-    text = _shown(n.value, n.fmt)
+    text = _signed(n.value, n.fmt) if n.brackets else _shown(n.value, n.fmt)
     if n.mark == 1:
         text = f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
     elif n.mark == 2:
         text = f"<u>{text}</u>" if style == "md" else f"\\underline{{{text}}}"
     if n.differs:
         text += DIFFERS[style]
-    if n.low is not None and n.high is not None:
+    if n.low is not None and n.high is not None and n.brackets:
+        bounds = f"[{_signed(n.low, n.fmt)}, {_signed(n.high, n.fmt)}]"
+        text += f" {bounds}" if style == "md" else f"\\,{{\\scriptsize{bounds}}}"
+    elif n.low is not None and n.high is not None:
         half = _shown((n.high - n.low) / 2, n.fmt)
         text += f" ±{half}" if style == "md" else f"\\,{{\\scriptsize$\\pm${half}}}"
     if n.std is not None:
@@ -114,13 +124,9 @@ def difference_text(d: Difference | None, fmt: str = ".1f") -> str:
     """ "+1.2 [+0.3, +2.1] p=0.004", with a dagger where the interval excludes 0."""
     if d is None:
         return "-"
-
-    def signed(value: float) -> str:
-        text = _shown(value, fmt)
-        return text if text.startswith("-") else f"+{text}"
-
     mark = DIFFERS["md"] if d.excludes_zero else ""
-    return f"{signed(d.value)}{mark} [{signed(d.low)}, {signed(d.high)}] p={d.p:.2g}"
+    bounds = f"[{_signed(d.low, fmt)}, {_signed(d.high, fmt)}]"
+    return f"{_signed(d.value, fmt)}{mark} {bounds} p={d.p:.2g}"
 
 
 def _cell(cell: Cell, style: str) -> str:

@@ -176,11 +176,13 @@ def defect_results(runs_dir: Path, names: tuple[str, ...]) -> dict[str, dict[str
     return out
 
 
-def trained_resolution(runs_dir: Path, name: str) -> int | None:
-    """The input resolution a run was trained at (its config.json), which the smoke
-    scale divides from the paper's."""
+def trained_setting(runs_dir: Path, name: str, dotted: str) -> Any:
+    """One setting a run was trained with (`backbone.resolution`, `train.epochs`: its
+    config.json), None when the run has none; e.g. the resolution the smoke scale
+    divides from the paper's."""
     path = Path(runs_dir) / name / CONFIG
-    return read_json(path).get("backbone", {}).get("resolution") if path.is_file() else None
+    section, key = dotted.split(".")
+    return read_json(path).get(section, {}).get(key) if path.is_file() else None
 
 
 def read_cost(runs_dir: Path, name: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from cnc.runs import (
     save_checkpoint,
     write_settings,
 )
-from cnc.settings import EXECUTION_ONLY, RESUMABLE_CHANGES, RunSettings
+from cnc.settings import EXECUTION_ONLY, RESUMABLE_CHANGES, RunSettings, TrainSettings
 from cnc.training.devices import loader_workers
 from cnc.training.diagnostics import diagnose, diagnostic_batch, reference_text
 from cnc.training.features import FeatureCache, FeatureSource, Reencode
@@ -106,6 +106,11 @@ def run_epoch(
         shown = {k: f"{float(v.detach()):.3g}" for k, v in out.terms.items()}
         bar.set_postfix(shown, refresh=False)
     return {name: total / len(order) for name, total in sums.items()}
+
+
+def make_optimizer(model: torch.nn.Module, schedule: TrainSettings) -> torch.optim.Adam:
+    """Adam with the run's learning rate and betas; no schedule, no weight decay."""
+    return torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=schedule.betas)
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
@@ -228,7 +233,7 @@ def train(
 
     torch.manual_seed(settings.seed)
     encoder, model = build(settings, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, betas=schedule.betas)
+    optimizer = make_optimizer(model, schedule)
     scaler = precision.scaler(arithmetic, device)
     shuffle = torch.Generator().manual_seed(settings.seed)
     noise = torch.Generator(device=device).manual_seed(settings.seed + 1)

@@ -38,6 +38,11 @@ def run_threads(wildcards):
     return grid.job_threads(config, GRID[wildcards.run])
 
 
+def evaluate_settings(wildcards):
+    """How the run is scored (params.yaml's evaluate, a Table S1 variant's over it)."""
+    return json.dumps(grid.evaluate_settings(config, GRID[wildcards.run]).to_dict(), sort_keys=True)
+
+
 def run_settings(wildcards):
     """Everything the run depends on (cnc.settings.RunSettings), as JSON."""
     return grid.run_settings(config, GRID[wildcards.run]).to_json()

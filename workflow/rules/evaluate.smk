@@ -9,7 +9,7 @@ rule evaluate:
         f"{RUNS}/{{run}}/bootstrap.npz",
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
-        settings=json.dumps(grid.evaluate_settings(config).to_dict(), sort_keys=True),
+        settings=evaluate_settings,
         heatmaps=lambda wildcards: "--heatmaps" if wildcards.run in HEATMAP_RUNS else "--no-heatmaps",
     log:
         f"logs/{SCALE}/evaluate/{{run}}.log",
