@@ -96,9 +96,10 @@ def fake_replicates(folder, name: str, per_class: dict, count: int = 200) -> Non
 
 
 def fake_grid(runs_dir, params, dataset, classes, seeds_shift=None):
-    for name in grid.grid_points(params):
+    for name, point in grid.grid_points(params).items():
         shift = (seeds_shift or {}).get(name[-2:], 0.0)
-        fake_run(runs_dir, name, dataset, classes, shift, scoring=grid.evaluate_settings(params))
+        scoring = grid.evaluate_settings(params, point)  # a variant's own, for its run
+        fake_run(runs_dir, name, dataset, classes, shift, scoring=scoring)
 
 
 @pytest.fixture(scope="module")
@@ -405,9 +406,11 @@ def test_table_s1_sorts_the_choices_by_their_effect_with_paired_intervals(tmp_pa
     fake_grid(runs, PARAMS, "synthetic", classes)
     cells = experiments.cells(PARAMS)["tableS1"]
     reference, big, same = cells[0].runs[0], cells[3].runs[0], cells[1].runs[0]
-    for i, cell in enumerate(cells[1:], start=1):  # between the two: 0.5 to 2.5 points
-        shift = 3.0 if cell.runs[0] == big else 0.0 if cell.runs[0] == same else 0.4 * i
-        fake_run(runs, cell.runs[0], "synthetic", classes, shift=shift, like=reference)
+    for i, cell in enumerate(cells[1:], start=1):  # the others: between the two
+        between = 2.5 * i / len(cells)
+        shift = 3.0 if cell.runs[0] == big else 0.0 if cell.runs[0] == same else between
+        scoring = grid.evaluate_settings(PARAMS, cell.points[0])
+        fake_run(runs, cell.runs[0], "synthetic", classes, shift, reference, scoring)
     (runs / reference / "config.json").write_text(json.dumps({"train": {"epochs": 3}}))
     write_reports(PARAMS, runs, tmp_path / "r", tmp_path / "f", "choices")
     text = (tmp_path / "r" / "tableS1.md").read_text()
