@@ -419,6 +419,9 @@ def test_table_s1_sorts_the_choices_by_their_effect_with_paired_intervals(tmp_pa
     difference = rows[2].split(" | ")[3]  # mTotal minus the reference's
     assert difference.startswith("+3.0†") and re.search(r"\[\+2\.\d, \+3\.\d\]", difference)
     assert "†" not in rows[-1].split(" | ")[3]
+    # the sigma variant's own scoring is named, not flagged as a mix
+    assert "smoothing_sigma differs only in the rows that change it" in text
+    assert "do not compare" not in text
     seconds = json.loads((runs / reference / "cost.json").read_text())["seconds_per_epoch"]
     hours = len(cells[1:]) * 3 * seconds / 3600
     assert f"Table S1 adds {len(cells) - 1} runs" in text and f"about {hours:.3g} CPU hours" in text

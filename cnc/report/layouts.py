@@ -99,7 +99,8 @@ def preamble(
         lines.append(uncertainty(seeds, max(replicates)))
     lines.append(provenance_line([p for r in results for p in r.provenance]))
     if any(r.protocols for r in results):
-        lines.append(protocol_line([p for r in results for p in r.protocols]))
+        varied = experiment is not None and experiment.layout == "sensitivity"
+        lines.append(protocol_line([p for r in results for p in r.protocols], varied))
     if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
         lines += [
             "",
@@ -123,9 +124,10 @@ def provenance_line(records: list[dict[str, Any]]) -> str:
     return "Provenance: " + "; ".join(f"{k} {', '.join(v)}" for k, v in facts.items()) + "."
 
 
-def protocol_line(protocols: list[dict[str, Any]]) -> str:
+def protocol_line(protocols: list[dict[str, Any]], varied: bool = False) -> str:
     """How the numbers were scored (metrics.json's protocol), each value once; several
-    values of a scoring key say the numbers do not compare."""
+    values of a scoring key say the numbers do not compare, unless the table `varied`
+    them on purpose (Table S1's scoring variants)."""
 
     def values(read: Callable[[dict[str, Any]], Any]) -> str:
         return ", ".join(str(v) for v in dict.fromkeys(read(p) for p in protocols))
@@ -143,7 +145,10 @@ def protocol_line(protocols: list[dict[str, Any]]) -> str:
         f"{values(lambda p: p.get('image_score'))}; {resampled}."
     )
     differ = protocol_differences({str(i): p for i, p in enumerate(protocols)})
-    if differ:
+    if differ and varied:
+        keys = ", ".join(d.split(":")[0] for d in differ)
+        line += f" The {keys} differs only in the rows that change it."
+    elif differ:
         keys = ", ".join(d.split(":")[0] for d in differ)
         line += f" **The runs were scored differently ({keys}): their numbers do not compare.**"
     return line
