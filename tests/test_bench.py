@@ -42,6 +42,10 @@ def test_bench_train_times_each_variant_and_projects_the_paper_grid():
         assert all(word in text for word in variant.split()), variant
     projection = re.search(r"the paper's grid \(43 runs\) .*: ([\d.]+) h on cpu", text)
     assert projection and float(projection.group(1)) > 0, text
+    variants = len(load_params()["experiments"]["tableS1"]["variants"])
+    extra = re.search(rf"Table S1 .* adds {variants} runs: ([\d.]+) h more on cpu", text)
+    # each variant costs about the main run: less than the whole 43-run grid
+    assert extra and 0 < float(extra.group(1)) < float(projection.group(1)), text
 
 
 def test_bench_train_names_missing_params_before_timing_anything(tmp_path):

@@ -175,21 +175,24 @@ def rows(timings: list[Timing], project: int) -> list[list[str]]:
     ]
 
 
-def paper_grid(params: dict[str, Any]) -> list[RunSettings]:
-    """Every run's settings of the params' grid at the paper scale (target `all`)."""
+def paper_grid(params: dict[str, Any], target: str = "all") -> list[RunSettings]:
+    """Every run's settings of the params' grid at the paper scale: of target `all`, or
+    those another target (`choices`: Table S1) adds to it."""
     params = {**params, "scale": "paper", "data": {**params["data"], "prepare": ["mvtec", "visa"]}}
-    return [grid.run_settings(params, p) for p in grid.grid_points(params, "all").values()]
+    points = grid.grid_points(params, "all") if target == "all" else grid.own_points(params, target)
+    return [grid.run_settings(params, p) for p in points.values()]
 
 
 def grid_hours(
-    timing: Timing, timed: RunSettings, images: int, params: dict[str, Any]
+    timing: Timing, timed: RunSettings, images: int, params: dict[str, Any], target: str = "all"
 ) -> dict[str, Any]:
-    """The paper grid's projected hours at the throughput of `timing` (see the module)."""
+    """The paper grid's projected hours (of `target`'s own runs) at the throughput of
+    `timing` (see the module)."""
     measured = flops_per_image(timed)
     encoder_rate = images * measured["gflops_encoder"] / max(timing.setup_s, 1e-9)
     step_rate = images * measured["gflops_train_step"] / max(timing.epoch_s, 1e-9)
     seconds, runs, flops = 0.0, 0, {}
-    for settings in paper_grid(params):
+    for settings in paper_grid(params, target):
         key = settings.to_json()
         if key not in flops:  # runs of other seeds share their settings' FLOPs
             flops[key] = flops_per_image(settings)
