@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnc.errors import UserError
+from cnc.evaluation.replicates import interval_shown
 from cnc.params import DEFAULT
 
 # No markup: messages carry paths and settings such as `backbone.taps=[i,j,k]`, which
@@ -104,7 +105,9 @@ def print_table(title: str, columns: list[str], rows: list[list], left=(0,)) -> 
 
 
 def _with_interval(value: float, pair: list[float] | None) -> str:
-    return f"{value:.1f}" + ("" if pair is None else f" ±{(pair[1] - pair[0]) / 2:.1f}")
+    if pair is None:
+        return f"{value:.1f}"
+    return f"{value:.1f} {interval_shown(value, pair[0], pair[1])[0]}"
 
 
 def metric_rows(result: dict[str, Any]) -> list[list[str]]:

@@ -192,7 +192,8 @@ def test_seeds_give_mean_and_sd(tmp_path):
     assert i_auroc["value"].item() == pytest.approx((a + b) / 2)
     assert i_auroc["std"].item() == pytest.approx(abs(a - b) / np.sqrt(2))
     text = (tmp_path / "reports" / "table1.md").read_text()
-    assert f"{i_auroc['value'].item():.1f} ±" in text and "(SD " in text
+    shown = f"{i_auroc['value'].item():.1f}"  # with its interval, symmetric or not
+    assert re.search(rf"{shown}( ±| \[)", text) and "(SD " in text
     assert "SD: the standard deviation over seeds" in text
     assert "interval of the seed-averaged number" in text
 
@@ -572,3 +573,14 @@ def test_a_run_scored_otherwise_than_params_says_is_refused(tmp_path):
     with pytest.raises(StaleResultError, match=r"smoothing_sigma 3\.0 \(expected 4\.0\)"):
         write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_intervals_are_shown_as_they_are():
+    """A lopsided interval is shown by its bounds (AP near 0 is never "4.4 ±6.0")."""
+    from cnc.report.render import _number
+
+    assert _number(Num(12.3, low=0.5, high=41.6), "md") == "12.3 [0.5, 41.6]"
+    assert _number(Num(4.4, low=1.7, high=13.6), "tex") == "4.4\\,{\\scriptsize[1.7, 13.6]}"
+    assert _number(Num(98.6, low=98.2, high=99.0), "md") == "98.6 ±0.4"
+    assert _number(Num(98.6, low=98.2, high=99.0), "tex") == "98.6\\,{\\scriptsize$\\pm$0.4}"
+    assert _number(Num(-0.04, low=-0.3, high=0.2, brackets=True), "md") == "+0.0 [-0.3, +0.2]"

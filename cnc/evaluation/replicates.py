@@ -69,6 +69,25 @@ def interval(replicates: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def shown_number(value: float, fmt: str = ".1f", signed: bool = False) -> str:
+    """A number as formatted, never "-0.0"; `signed`: with its + sign."""
+    text = f"{value:{fmt}}"
+    text = text.lstrip("-") if float(text) == 0 else text  # never "-0.0"
+    return f"+{text}" if signed and not text.startswith("-") else text
+
+
+def interval_shown(
+    value: float, low: float, high: float, fmt: str = ".1f", signed: bool = False
+) -> tuple[str, bool]:
+    """An interval as it is: ("±0.4", False) where it reaches as far on both sides of the
+    value as shown, else ("[0.5, 41.6]", True): "12.3 ±20.5" of [0.5, 41.6] would read as
+    if 12.3 - 20.5 were possible. `signed` (a difference): always the bounds, signed."""
+    up, down = shown_number(high - value, fmt, False), shown_number(value - low, fmt, False)
+    if signed or up != down:
+        return f"[{shown_number(low, fmt, signed)}, {shown_number(high, fmt, signed)}]", True
+    return f"±{shown_number((high - low) / 2, fmt, False)}", False
+
+
 def intervals(reps: Replicates) -> dict[str, Any]:
     """metrics.json's `intervals`: [low, high] per class and metric, per class mean and
     for mTotal."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cnc.evaluation.replicates import Difference
+from cnc.evaluation.replicates import Difference, interval_shown, shown_number
 from cnc.report.results import Stat
 
 DIFFERS = {"md": "†", "tex": "$^\\dagger$"}  # the paired difference's interval excludes 0
@@ -87,35 +87,29 @@ def mark_columns(table: Table, columns: list[int]) -> None:
             mark([g[position] for g in groups if position < len(g)])
 
 
-def _shown(value: float, fmt: str) -> str:
-    """A number as formatted, never "-0.0"."""
-    text = f"{value:{fmt}}"
-    return text.lstrip("-") if float(text) == 0 else text
-
-
-def _signed(value: float, fmt: str) -> str:
-    text = _shown(value, fmt)
-    return text if text.startswith("-") else f"+{text}"
+def interval_text(n: Num, style: str) -> str:
+    """The number's interval as it is (cnc.evaluation.replicates.interval_shown)."""
+    text, bracketed = interval_shown(n.value, n.low, n.high, n.fmt, n.brackets)
+    if style == "md":
+        return f" {text}"
+    shown = text if bracketed else "$\\pm$" + text[1:]
+    return f"\\,{{\\scriptsize{shown}}}"
 
 
 def _number(n: Num, style: str) -> str:
     if n.value is None:
         return "-"
-    text = _signed(n.value, n.fmt) if n.brackets else _shown(n.value, n.fmt)
+    text = shown_number(n.value, n.fmt, signed=n.brackets)
     if n.mark == 1:
         text = f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
     elif n.mark == 2:
         text = f"<u>{text}</u>" if style == "md" else f"\\underline{{{text}}}"
     if n.differs:
         text += DIFFERS[style]
-    if n.low is not None and n.high is not None and n.brackets:
-        bounds = f"[{_signed(n.low, n.fmt)}, {_signed(n.high, n.fmt)}]"
-        text += f" {bounds}" if style == "md" else f"\\,{{\\scriptsize{bounds}}}"
-    elif n.low is not None and n.high is not None:
-        half = _shown((n.high - n.low) / 2, n.fmt)
-        text += f" ±{half}" if style == "md" else f"\\,{{\\scriptsize$\\pm${half}}}"
+    if n.low is not None and n.high is not None:
+        text += interval_text(n, style)
     if n.std is not None:
-        sd = _shown(n.std, n.fmt)
+        sd = shown_number(n.std, n.fmt)
         text += f" (SD {sd})" if style == "md" else f"\\,{{\\scriptsize(SD {sd})}}"
     return text
 
@@ -125,8 +119,8 @@ def difference_text(d: Difference | None, fmt: str = ".1f") -> str:
     if d is None:
         return "-"
     mark = DIFFERS["md"] if d.excludes_zero else ""
-    bounds = f"[{_signed(d.low, fmt)}, {_signed(d.high, fmt)}]"
-    return f"{_signed(d.value, fmt)}{mark} {bounds} p={d.p:.2g}"
+    bounds = f"[{shown_number(d.low, fmt, True)}, {shown_number(d.high, fmt, True)}]"
+    return f"{shown_number(d.value, fmt, True)}{mark} {bounds} p={d.p:.2g}"
 
 
 def _cell(cell: Cell, style: str) -> str:
