@@ -111,20 +111,43 @@ def _moe_off(table, position: int) -> str:
     return ""
 
 
+def _half_widths(table, position: int) -> list[float]:
+    """Half the width of each cell's 95 % interval (this benchmark's numbers)."""
+    return [
+        (cells[0][position].high - cells[0][position].low) / 2
+        for _, cells in table.rows
+        if isinstance(cells[0], list) and cells[0][position].high is not None
+    ]
+
+
 def table4_heatmap(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """I-AUROC and P-AUROC over T (rows) x K (columns), this benchmark's and the paper's;
-    blank where K > T or the paper gives no value."""
+    blank where K > T or the paper gives no value. One colour scale per metric for both
+    panels, and the cells' interval width stated: differences inside it are noise."""
     panels = [(t, "paper" if t.section == "paper" else "this benchmark") for t in built.tables]
-    fig = Figure(figsize=(9, 3.4 * len(panels)))
+    fig = Figure(figsize=(9, 3.4 * len(panels) + 0.4))
     axes = fig.subplots(len(panels), 2, squeeze=False)
+    scales = []  # per metric: the range of every panel's values
+    for position in range(2):
+        values = np.concatenate([_grid(t, position)[0].ravel() for t, _ in panels])
+        values = values[np.isfinite(values)]
+        scales.append((values.min(), values.max()) if values.size else (0.0, 1.0))
+    notes = ["one colour scale per metric for both panels"]
     for (table, who), row_axes in zip(panels, axes, strict=True):
         columns = table.header[1:]
         for position, (ax, name) in enumerate(zip(row_axes, ("I-AUROC", "P-AUROC"), strict=True)):
             grid, rows = _grid(table, position)
             shown = np.ma.masked_invalid(grid)
-            image = ax.imshow(shown, cmap="viridis")
+            low, high = scales[position]
+            image = ax.imshow(shown, cmap="viridis", vmin=low, vmax=high)
             finite = grid[np.isfinite(grid)]
-            middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+            middle = (low + high) / 2
+            widths = _half_widths(table, position) if who == "this benchmark" else []
+            if widths:
+                notes.append(
+                    f"{name} of this benchmark: median 95 % interval ±{np.median(widths):.1f} "
+                    "points: cells closer than that do not differ"
+                )
             for i, j in zip(*np.nonzero(np.isfinite(grid)), strict=True):
                 colour = "black" if grid[i, j] > middle else "white"  # dark on yellow
                 ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
@@ -137,7 +160,8 @@ def table4_heatmap(built: Built, runs_dir: Path, path: Path, subtitle: str) -> N
             if finite.size:
                 fig.colorbar(image, ax=ax, fraction=0.046).set_label(f"{name} (%)", fontsize=8)
     fig.suptitle(f"Table 4: MoE experts T and top K ({_dataset(built)})\n{subtitle}", fontsize=9)
-    _save(fig, path)
+    fig.text(0.01, 0.005, "; ".join(notes), fontsize=6.5, va="bottom", wrap=True)
+    _save(fig, path, rect=(0, 0.04, 1, 1))
 
 
 def components(switches: list[str]) -> str:
@@ -146,11 +170,19 @@ def components(switches: list[str]) -> str:
     return "+".join(on) or "none"
 
 
+def _error(n) -> list[float]:
+    """How far a number's 95 % interval reaches below and above it (0 without one)."""
+    if n.low is None or n.high is None:
+        return [0.0, 0.0]
+    return [n.value - n.low, n.high - n.value]
+
+
 def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Table 2 as bars: this benchmark's three metrics per row, the paper's as outlines."""
     table = built.tables[0]
     labels = [label for label, _ in table.rows]
-    ours = np.array([[n.value for n in cells[3]] for _, cells in table.rows], dtype=float)
+    nums = [cells[3] for _, cells in table.rows]
+    ours = np.array([[n.value for n in row] for row in nums], dtype=float)
     theirs = np.array(
         [[np.nan if n.value is None else n.value for n in cells[5]] for _, cells in table.rows]
     )
@@ -159,9 +191,14 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     x = np.arange(len(labels))
     handles = []
     for i, name in enumerate(("I-AUROC", "P-AUROC", "AUPRO")):
-        handles.append(
-            ax.bar(x + i * 0.27, ours[:, i], 0.27, color=f"C{i}", label=f"{name} (this benchmark)")
-        )
+        err = np.array([_error(n[i]) for n in nums]).T  # (2, rows): below and above
+        bars = ax.bar(x + i * 0.27, ours[:, i], 0.27, yerr=err, capsize=2, color=f"C{i}",
+                      error_kw={"linewidth": 0.7}, label=f"{name} (this benchmark)")  # fmt: skip
+        handles.append(bars)
+        for j, row in enumerate(nums):  # the paired difference to the full model
+            if row[i].differs:
+                top = row[i].high if row[i].high is not None else row[i].value
+                ax.text(x[j] + i * 0.27, top + 1, "†", ha="center", fontsize=9)
         outline = ax.bar(x + i * 0.27, theirs[:, i], 0.27, fill=False, edgecolor="black",
                          linewidth=0.6, label="paper")  # fmt: skip
     if not np.isnan(theirs).all():
@@ -176,7 +213,10 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
               bbox_to_anchor=(0.5, -0.22))  # fmt: skip
     ax.set_title(f"Table 2: ablation of MLF, CNC and MoE ({_dataset(built)})\n{subtitle}",
                  fontsize=9)  # fmt: skip
-    _save(fig, path)
+    note = ("error bars: 95 % bootstrap interval; †: differs from the full model (row vii; "
+            "its paired 95 % interval excludes 0)")  # fmt: skip
+    fig.text(0.01, 0.005, note, fontsize=6.5, va="bottom")
+    _save(fig, path, rect=(0, 0.03, 1, 1))
 
 
 def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
@@ -204,24 +244,56 @@ def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> 
     _save(fig, path)
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def cost(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
-    """mTotal against inference GFLOPs per image (Table 5), one colour per backbone; the
-    Fig. 4 points labelled by resolution, the Table 4 points by T and K."""
+    """mTotal against inference GFLOPs per image (Table 5): the Fig. 4 runs one marker per
+    backbone, labelled by resolution; the Table 4 runs (one backbone and resolution, so
+    nearly one x) as small crosses, only the main run and "None" labelled; backbones whose
+    points coincide drawn hollow over each other and named."""
     frame = built.frame.assign(point=[c.points[0] for c in built.cells])
-    fig = Figure(figsize=(7, 4.2))
+    fig = Figure(figsize=(7.5, 4.6))
     ax = fig.subplots()
-    for backbone, group in frame.groupby(frame["point"].map(lambda p: p.backbone), sort=False):
-        ax.scatter(group["gflops_inference"], group["mtotal"], label=backbone, s=28)
+    fig4 = frame[frame["cell"].str.startswith("fig4")]
+    moe = frame[~frame["cell"].str.startswith("fig4")]
+    of = fig4["point"].map(lambda p: p.backbone)
+    backbones = list(dict.fromkeys(of))
+    place = {b: fig4[of == b][["gflops_inference", "mtotal"]].round(6).to_numpy().tolist()
+             for b in backbones}  # fmt: skip
+    twins = [b for b in backbones if any(place[o] == place[b] for o in backbones if o != b)]
+    for k, backbone in enumerate(backbones):
+        group = fig4[of == backbone]
+        hollow = backbone in twins[1:]
+        ax.scatter(group["gflops_inference"], group["mtotal"], marker=MARKERS[k % len(MARKERS)],
+                   s=70 if hollow else 30, facecolors="none" if hollow else f"C{k}",
+                   edgecolors=f"C{k}", label=backbone, zorder=3)  # fmt: skip
+        if hollow:
+            continue  # its labels are its twin's
+        at: dict[tuple[float, float], list[str]] = {}  # resolutions trained alike coincide
         for row in group.itertuples():
-            label = row.cell.split(": ", 1)[-1].split(" ")[-1]  # "224", or "K=2" / "None"
-            ax.annotate(label, (row.gflops_inference, row.mtotal), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+            key = (round(row.gflops_inference, 9), round(row.mtotal, 6))
+            at.setdefault(key, []).append(row.cell.split(" ")[-1])
+        for (x, y), resolutions in at.items():
+            ax.annotate(" = ".join(resolutions), (x, y), fontsize=6, xytext=(4, -3),
+                        textcoords="offset points")  # fmt: skip
+    if len(moe):
+        ax.scatter(moe["gflops_inference"], moe["mtotal"], marker="x", s=18, color="grey",
+                   label=f"Table 4 runs ({len(moe)}: T x K)", zorder=2)  # fmt: skip
+        for row in moe.itertuples():
+            if row.cell.endswith(("None", "T=5 K=2")):
+                ax.annotate(row.cell.split(": ", 1)[-1], (row.gflops_inference, row.mtotal),
+                            fontsize=6, xytext=(-4, 3), textcoords="offset points",
+                            color="grey", ha="right")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("GFLOPs per image, inference (log scale)")
     ax.set_ylabel("mTotal (mean of the five metrics, %)")
-    ax.legend(fontsize=7, title="backbone", title_fontsize=7)
+    ax.legend(fontsize=7, title="backbone (labels: resolution)", title_fontsize=7)
     ax.set_title(f"Table 5: what each run scores against what it costs\n{subtitle}", fontsize=9)
-    _save(fig, path)
+    if len(twins) > 1:
+        fig.text(0.01, 0.005, f"{' and '.join(twins)}: the same points (the same tiny stand-in "
+                 "at the same resolutions), drawn over each other", fontsize=6.5)  # fmt: skip
+    _save(fig, path, rect=(0, 0.03 if len(twins) > 1 else 0, 1, 1))
 
 
 def diagnostics(run: str, runs_dir: Path, path: Path, subtitle: str) -> None:
