@@ -584,3 +584,28 @@ def test_intervals_are_shown_as_they_are():
     assert _number(Num(98.6, low=98.2, high=99.0), "md") == "98.6 ±0.4"
     assert _number(Num(98.6, low=98.2, high=99.0), "tex") == "98.6\\,{\\scriptsize$\\pm$0.4}"
     assert _number(Num(-0.04, low=-0.3, high=0.2, brackets=True), "md") == "+0.0 [-0.3, +0.2]"
+
+
+def test_figures_show_intervals_marks_and_one_colour_scale(tmp_path, monkeypatch):
+    """The ablation bars carry error bars and a dagger per differing number; Table 4's
+    panels share one colour range per metric and say how wide the cells' intervals are."""
+    import cnc.report.figures as figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path, rect=None: drawn.__setitem__(
+        path.name, fig))  # fmt: skip
+    classes = ["wood", "carpet"]
+    fake_grid(tmp_path / "runs", PARAMS, "synthetic", classes)
+    runs = {c.row: c.runs[0] for c in experiments.cells(PARAMS)["table2"]}
+    fake_run(tmp_path / "runs", runs["ii"], "synthetic", classes, shift=2.0, like=runs["vii"])
+    write_reports(PARAMS, tmp_path / "runs", tmp_path / "r", tmp_path / "f")
+    (bars,) = drawn["ablation.png"].axes
+    assert sum(1 for t in bars.texts if t.get_text() == "†") >= 3  # row ii, three metrics
+    assert len([c for c in bars.containers if getattr(c, "errorbar", None)]) == 3
+    heat = drawn["table4_heatmap.png"].axes
+    images = [ax.images[0] for ax in heat if ax.images]
+    assert len(images) == 4 and images[0].get_clim() == images[2].get_clim()  # I-AUROC
+    assert images[1].get_clim() == images[3].get_clim()  # P-AUROC: ours and the paper's
+    assert "median 95 % interval" in " ".join(
+        t.get_text() for t in drawn["table4_heatmap.png"].texts
+    )
