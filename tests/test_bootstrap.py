@@ -33,7 +33,8 @@ from cnc.evaluation.replicates import (
     paired,
     save,
 )
-from cnc.report.render import Num, Table, difference_text, latex, markdown, tidy
+from cnc.report.latex import latex
+from cnc.report.render import Num, Table, difference_text, markdown, tidy
 from cnc.runs import BOOTSTRAP
 from cnc.settings import EvaluateSettings
 

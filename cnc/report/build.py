@@ -10,8 +10,9 @@ from cnc.io import atomic_path, committed, remove_stale_temporaries, write_json,
 from cnc.pipeline import grid
 from cnc.pipeline.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
 from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
+from cnc.report.latex import latex
 from cnc.report.layouts import Built, build, preamble
-from cnc.report.render import latex, markdown
+from cnc.report.render import markdown
 from cnc.runs import checked_metrics, reading_runs
 
 

@@ -19,7 +19,16 @@ from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
 from cnc.pipeline.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
 from cnc.report import paper
-from cnc.report.render import DIFFERS, Num, Table, mark, mark_columns, mark_rows, tidy
+from cnc.report.render import (
+    DIFFERS,
+    METRIC_LABELS,
+    Num,
+    Table,
+    mark,
+    mark_columns,
+    mark_rows,
+    tidy,
+)
 from cnc.report.results import (
     CellResult,
     Stat,
@@ -31,13 +40,6 @@ from cnc.report.results import (
 )
 
 OURS = "this benchmark"
-METRIC_LABELS = {
-    "i_auroc": "I-AUROC",
-    "p_auroc": "P-AUROC",
-    "aupro": "AUPRO",
-    "i_ap": "I-AP",
-    "p_ap": "P-AP",
-}
 TABLE2_METRICS = ("i_auroc", "p_auroc", "aupro")
 TABLE4_METRICS = ("i_auroc", "p_auroc")
 YES, NO, NONE = "✓", "✗", "✗"

@@ -1,4 +1,4 @@
-"""A small table model rendered to Markdown, LaTeX and a tidy CSV.
+"""A small table model rendered to Markdown and a tidy CSV (LaTeX: cnc.report.latex).
 
 A cell is text, or a group of numbers shown as "a/b/c" like the paper's cells. A number
 carries a rank mark (1 best: bold, 2 second: underlined, as the paper marks them), and
@@ -9,7 +9,6 @@ where that difference's interval excludes 0). The CSV has every one in its own c
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +17,14 @@ import pandas as pd
 from cnc.evaluation.replicates import Difference, interval_shown, shown_number
 from cnc.report.results import Stat
 
-DIFFERS = {"md": "†", "tex": "$^\\dagger$"}  # the paired difference's interval excludes 0
+DIFFERS = {"md": "†", "tex": "$^\\dagger$"}
+METRIC_LABELS = {
+    "i_auroc": "I-AUROC",
+    "p_auroc": "P-AUROC",
+    "aupro": "AUPRO",
+    "i_ap": "I-AP",
+    "p_ap": "P-AP",
+}  # the paired difference's interval excludes 0
 
 
 @dataclass
@@ -124,32 +130,10 @@ def difference_text(d: Difference | None, fmt: str = ".1f") -> str:
 
 
 def _cell(cell: Cell, style: str) -> str:
+    """A cell as Markdown, or a group of numbers as `style` ("md" or "tex") sets them."""
     if isinstance(cell, str):
-        return cell if style == "md" else _latex_escape(cell)
+        return cell
     return "/".join(_number(n, style) for n in cell)
-
-
-TEX_SYMBOLS = {
-    "✓": "\\checkmark{}",
-    "✗": "$\\times$",
-    "±": "$\\pm$",
-    "†": "$^\\dagger$",
-    "\u00d7": "$\\times$",  # multiplication sign
-    "≤": "$\\leq$",
-    "≥": "$\\geq$",
-    "\u2013": "--",  # en dash
-    "—": "---",
-    "\u2019": "'",  # right single quotation mark
-}
-
-
-def _latex_escape(text: str) -> str:
-    """Plain text as LaTeX (ASCII only); Markdown's **bold** becomes \\textbf."""
-    for a, b in (("\\", "\\textbackslash{}"), *((c, f"\\{c}") for c in "_%&#$")):
-        text = text.replace(a, b)
-    for a, b in TEX_SYMBOLS.items():
-        text = text.replace(a, b)
-    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
 
 
 def markdown(tables: list[Table], preamble: list[str]) -> str:
@@ -164,48 +148,7 @@ def markdown(tables: list[Table], preamble: list[str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-WIDE = 4  # columns beyond which a table is scaled to the text width
 NOT_COMPARABLE = "**Not comparable"  # the preamble's warning paragraph starts so
-
-
-def _label(name: str, table: Table, several: bool) -> str:
-    part = re.sub(r"[^a-z0-9]+", "-", (table.section or table.title).lower()).strip("-")
-    return f"tab:{name}" + (f"-{part}" if several and part else "")
-
-
-def latex(tables: list[Table], preamble: list[str], name: str) -> str:
-    """One booktabs `table` float per table: caption (the report's title), label
-    `tab:<name>[-<section>]`, the tabular, and under it the notes, what the numbers are
-    and, visibly, whether they compare with the paper's. The whole preamble (provenance
-    included) is kept as comments."""
-    title = preamble[0].removeprefix("## ") if preamble else name
-    warning = [line for line in preamble if line.startswith(NOT_COMPARABLE)]
-    facts = [
-        line
-        for line in preamble[1:]
-        if line and not line.startswith((NOT_COMPARABLE, "Provenance"))
-    ]
-    lines = [f"% {line}" for line in preamble]
-    lines += ["% needs \\usepackage{booktabs, amssymb, graphicx}", ""]
-    for t in tables:
-        caption = title + (f": {t.title}" if t.title else "")
-        lines += ["\\begin{table}[tbp]", "\\centering", "\\small"]
-        lines += [f"\\caption{{{_latex_escape(caption)}}}"]
-        lines += [f"\\label{{{_label(name, t, len(tables) > 1)}}}"]
-        wide = len(t.header) > WIDE  # scaled to the text width, not past the margin
-        lines += ["\\resizebox{\\linewidth}{!}{%"] if wide else []
-        lines += ["\\begin{tabular}{l" + "c" * (len(t.header) - 1) + "}", "\\toprule"]
-        lines += [" & ".join(_latex_escape(h) for h in t.header) + " \\\\", "\\midrule"]
-        for label, cells in t.rows:
-            row = [_latex_escape(label), *(_cell(c, "tex") for c in cells)]
-            lines.append(" & ".join(row) + " \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}" + ("}" if wide else "")]
-        notes = [*warning, *t.notes, *facts]
-        if notes:
-            lines += ["", "\\smallskip", "\\parbox{\\linewidth}{\\footnotesize"]
-            lines += [" ".join(_latex_escape(n) for n in notes) + "}"]
-        lines += ["\\end{table}", ""]
-    return "\n".join(lines)
 
 
 CSV_COLUMNS = [
