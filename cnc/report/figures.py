@@ -52,9 +52,9 @@ def fig4(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
         high = part["mtotal_upper"].astype(float).to_numpy()
         err = np.nan_to_num(np.stack([mtotal - low, high - mtotal]))
         trained = sorted(set(part["trained_resolution"].dropna().astype(int)))
-        label = f"{res} px" + (
-            f" (trained at {trained[0]} px)" if trained not in ([], [res]) else ""
-        )
+        # each backbone trains at the resolution its patch tiles (ViT-L/14: 126 for 128)
+        shown = " or ".join(map(str, trained))
+        label = f"{res} px" + (f" (trained at {shown} px)" if trained not in ([], [res]) else "")
         ax.bar(x + i * width, mtotal, width, yerr=err, capsize=2, label=label)
         for j, value in enumerate(part["paper_mtotal"].astype(float)):
             if not np.isnan(value):
