@@ -11,6 +11,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# `snakemake --report report.html`: this front page (written by the report job), the
+# outputs flagged with report() in the rules, the graph and the runtime statistics.
+report: f"{REPORTS}/report/all.rst"
+
+
 # On a cluster these run where snakemake runs: downloads need the network that compute
 # nodes often lack, and the report takes seconds.
 localrules:

@@ -211,7 +211,6 @@ class Outputs:
     def __init__(self) -> None:
         self.staged: dict[Path, Path] = {}  # final path -> temporary one
         self.areas: dict[Path, Path] = {}  # final folder -> temporary one mirroring it
-        self.removed: list[Path] = []
 
     def file(self, path: Path) -> Path:
         """Where to write what becomes `path` at the commit."""
@@ -233,10 +232,6 @@ class Outputs:
         self.areas[folder] = temporary_folder(folder / "staged")
         return self.areas[folder]
 
-    def remove(self, path: Path) -> None:
-        """A file or folder an earlier run of the step wrote, removed at the commit."""
-        self.removed.append(Path(path))
-
     def moves(self) -> dict[Path, Path]:
         """Every final path and the temporary file or folder that becomes it."""
         found = dict(self.staged)
@@ -251,13 +246,6 @@ class Outputs:
         in between leaves no commit point, which readers and Snakemake see as not done."""
         moves = self.moves()
         Path(last).unlink(missing_ok=True)
-        for path in self.removed:
-            if path.is_dir():  # renamed first: a kill leaves a stale temporary, not half
-                aside = temporary_folder(path)
-                os.replace(path, aside)
-                shutil.rmtree(aside)
-            else:
-                path.unlink(missing_ok=True)
         for path, tmp in [*((p, t) for p, t in moves.items() if p != last), (last, moves[last])]:
             as_umask_allows(tmp)
             if tmp.is_dir():

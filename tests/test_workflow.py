@@ -451,3 +451,48 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     for ext in ("md", "csv"):
         table = f"results/reports/smoke/tableS1.{ext}"
         assert plain_numbers(work / table) == plain_numbers(finished / table)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
+def test_the_html_report_renders_in_a_real_browser(finished, tmp_path):
+    """`snakemake --report`: one self-contained page that opens offline; Table 1 shows the
+    mean I-AUROC of this benchmark as its CSV has it; a heat map loads. Screenshots in
+    tmp_path (README's is such a screenshot)."""
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    built = snakemake(finished, "--report", str(tmp_path / "report.html"))
+    assert built.returncode == 0, built.stderr[-2000:]
+    table = pd.read_csv(finished / "results/reports/smoke/table1.csv")
+    mean = table[(table["row"] == "Mean") & (table["column"] == "this benchmark")]
+    i_auroc = f"{mean[mean['metric'] == 'i_auroc']['value'].item():.1f}"
+    errors: list[str] = []
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1800, "height": 1000})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((tmp_path / "report.html").as_uri())
+        page.wait_for_selector("text=Not comparable to the paper")  # the front page
+        page.click("text=Tables")
+        page.click("tr:has-text('Table 1') a[iconname=eye]")
+        page.wait_for_timeout(1000)
+        frames = [f.inner_text("body") for f in page.frames[1:]]
+        page.screenshot(path=str(tmp_path / "table1.png"))
+        assert any("Table 1" in f and i_auroc in f for f in frames), (i_auroc, frames)
+        page.click("text=Results")
+        page.click("text=Heat maps")
+        page.click("a[iconname=eye] >> nth=0")
+        page.wait_for_timeout(1000)
+        widths = page.eval_on_selector_all(
+            "img[src^='data:image/png']", "images => images.map(i => i.naturalWidth)"
+        )
+        page.screenshot(path=str(tmp_path / "heatmap.png"))
+        browser.close()
+    assert widths and all(w > 0 for w in widths)
+    assert errors == []

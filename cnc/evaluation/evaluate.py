@@ -79,9 +79,9 @@ def _evaluate(
     computed_from = sha256_file(maps_dir / PROTOCOL)  # the run is held: it stays the same
     protocol = {k: v for k, v in recorded.items() if k not in ("maps", "model")}
     protocol |= settings.protocol()
-    drawn = outputs.folder(run_dir / HEATMAPS_DIR) if heatmaps else None
-    if drawn is None:
-        outputs.remove(run_dir / HEATMAPS_DIR)  # an earlier evaluation's: not of this one
+    # always replaced: empty when none are drawn (an earlier evaluation's are not this one's)
+    folder = outputs.folder(run_dir / HEATMAPS_DIR)
+    drawn = folder if heatmaps else None
     per_class: dict[str, dict[str, float]] = {}
     replicates, images, defects = [], [], {}
     digests = recorded.get("maps") or {}

@@ -22,7 +22,7 @@ from typing import Any
 
 from cnc.errors import SettingsError, UsageError
 
-TABLE_FILES = ("md", "tex", "csv")
+TABLE_FILES = ("md", "tex", "csv", "html")
 DEFAULT_TARGET = "all"  # what `snakemake all` and `dvc repro` build
 
 
@@ -188,7 +188,7 @@ def per_defect(title: str) -> Experiment:
         title,
         main_cells,
         "per_defect",
-        files=("md", "csv"),
+        files=("md", "csv", "html"),
         source=DEFECTS_SOURCE,
         paper_numbers=False,
     )
@@ -280,6 +280,24 @@ def report_files(target: str = DEFAULT_TARGET) -> list[str]:
 
 def run_figure(key: str, run: str) -> str:
     return f"{key}-{run}.png"
+
+
+def report_item(file: str) -> dict[str, Any] | None:
+    """How a report file or figure appears in Snakemake's HTML report (`snakemake
+    --report`): its caption's stem (cnc.report.captions writes it), category and labels;
+    None for a file the HTML report leaves out (the same table as md, tex or csv)."""
+    stem, _, ext = file.rpartition(".")
+    for name, e in EXPERIMENTS.items():
+        if ext == "html" and stem == name:
+            return {"caption": name, "category": "Tables", "labels": {"table": e.title}}
+        if ext == "png" and file in e.figures:
+            return {"caption": stem, "category": "Figures", "labels": {"figure": e.title}}
+        for key in e.run_figures:
+            if ext == "png" and stem.startswith(f"{key}-"):
+                run = stem.removeprefix(f"{key}-")
+                return {"caption": key, "category": "Runs", "subcategory": key,
+                        "labels": {"run": run}}  # fmt: skip
+    return None
 
 
 def figure_files(params: dict[str, Any], target: str = DEFAULT_TARGET) -> list[str]:

@@ -128,6 +128,23 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     return RunSettings.from_dict(settings, f"run {point.name}")
 
 
+def run_labels(params: dict[str, Any], point: GridPoint) -> dict[str, str]:
+    """How a run is labelled in Snakemake's HTML report: what a reader filters by."""
+    settings = run_settings(params, point)
+    variant = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
+    return {
+        "dataset": settings.data.dataset,
+        "backbone": point.backbone,
+        "resolution": str(settings.backbone.resolution),
+        "T": str(point.experts) if point.experts else "none",
+        "K": str(point.top_k) if point.experts else "-",
+        "MLF": "yes" if point.mlf else "no",
+        "CNC": "yes" if point.constraint else "no",
+        "variant": variant or "-",
+        "seed": str(point.seed),
+    }
+
+
 def job_threads(params: dict[str, Any], point: GridPoint) -> int:
     """The CPU threads a run's training job asks the workflow for: its `train.threads`,
     or every core of this machine. Snakemake caps a job's threads at `--cores` (a cluster

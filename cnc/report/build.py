@@ -9,10 +9,17 @@ from cnc import provenance
 from cnc.io import atomic_path, committed, remove_stale_temporaries, write_json, write_text
 from cnc.pipeline import grid
 from cnc.pipeline.experiments import DEFAULT_TARGET, HEADLINE, experiments, report_files, run_figure
+from cnc.report.captions import (
+    REPORT_DIR,
+    figure_caption,
+    front_page,
+    run_figure_caption,
+    table_caption,
+)
 from cnc.report.figures import FIGURES, RUN_FIGURES, VECTOR
 from cnc.report.latex import latex
 from cnc.report.layouts import Built, build, preamble
-from cnc.report.render import markdown
+from cnc.report.render import html, markdown
 from cnc.runs import checked_metrics, reading_runs
 
 
@@ -24,7 +31,9 @@ def subtitle(params: dict[str, Any]) -> str:
 def _index_line(built: Built) -> str:
     name, title = built.name, built.experiment.title
     if built.experiment.is_table:
-        return f"- [{title}]({name}.md) ([LaTeX]({name}.tex), [CSV]({name}.csv))"
+        links = ", ".join(f"[{k}]({name}.{e})" for e, k in (("html", "HTML"), ("tex", "LaTeX"),
+                          ("csv", "CSV")) if e in built.experiment.files)  # fmt: skip
+        return f"- [{title}]({name}.md) ({links})"
     return f"- [{title} (data)]({name}.csv)"
 
 
@@ -78,12 +87,24 @@ def _write(
     sub = subtitle(params)
     built = [build(params, name, runs_dir) for name in experiments(target)]
     figures: list[Path] = []
+    texts = reports_dir / REPORT_DIR  # Snakemake's report: front page and captions
+    for b in built:
+        if b.experiment.is_table:
+            write_text(texts / "captions" / f"{b.name}.rst", table_caption(b))
+        for figure in b.experiment.figures:
+            caption = figure_caption(figure, b)
+            write_text(texts / "captions" / f"{Path(figure).stem}.rst", caption)
+        for key in b.experiment.run_figures:
+            write_text(texts / "captions" / f"{key}.rst", run_figure_caption(key))
+    write_text(texts / f"{target}.rst", front_page(params, built, target))
     for b in built:
         head = preamble(params, b.experiment.title, b.results, b.experiment)
         if "md" in b.experiment.files:
             write_text(reports_dir / f"{b.name}.md", markdown(b.tables, head))
         if "tex" in b.experiment.files:
             write_text(reports_dir / f"{b.name}.tex", latex(b.tables, head, b.name))
+        if "html" in b.experiment.files:
+            write_text(reports_dir / f"{b.name}.html", html(b.tables, head))
         with atomic_path(reports_dir / f"{b.name}.csv") as tmp:
             b.frame.to_csv(tmp, index=False)
         for figure in b.experiment.figures:

@@ -9,7 +9,9 @@ where that difference's interval excludes 0). The CSV has every one in its own c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
@@ -149,6 +151,58 @@ def markdown(tables: list[Table], preamble: list[str]) -> str:
 
 
 NOT_COMPARABLE = "**Not comparable"  # the preamble's warning paragraph starts so
+
+HTML_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.2em; color: #111; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ccc; text-align: center; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-bottom: 2px solid #333; }
+.warning { background: #fff3cd; padding: 0.5em 0.8em; border-left: 4px solid #e0a800; }
+.note { color: #444; font-size: 13px; }
+.n { white-space: nowrap; }
+"""
+
+
+def _html_text(text: str) -> str:
+    """Escaped text with Markdown's **bold** and <u>underline</u> kept as HTML."""
+    text = html_escape(text, quote=False)
+    text = text.replace("&lt;u&gt;", "<u>").replace("&lt;/u&gt;", "</u>")
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
+def _html_cell(cell: Cell) -> str:
+    """A cell; a group of numbers with intervals one per line (a metric each, in the
+    header's order), so that no number breaks."""
+    if isinstance(cell, str) or not any(n.low is not None for n in cell):
+        return _html_text(_cell(cell, "md"))
+    lines = (f"<span class='n'>{_html_text(_number(n, 'md'))}</span>" for n in cell)
+    return "<br>".join(lines)
+
+
+def html(tables: list[Table], preamble: list[str]) -> str:
+    """One self-contained HTML page: the preamble's paragraphs (the warning boxed), then
+    each table with its numbers as Markdown shows them (intervals as they are, daggers,
+    best bold and second underlined) and its notes."""
+    title = preamble[0].removeprefix("## ") if preamble else "table"
+    head = f"<title>{_html_text(title)}</title><style>{HTML_STYLE}</style>"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{head}</head><body>"]
+    parts.append(f"<h2>{_html_text(title)}</h2>")
+    for line in preamble[1:]:
+        if line:
+            kind = "warning" if line.startswith(NOT_COMPARABLE) else "note"
+            parts.append(f"<p class='{kind}'>{_html_text(line)}</p>")
+    for t in tables:
+        parts += [f"<h3>{_html_text(t.title)}</h3>"] if t.title else []
+        parts.append("<table><thead><tr>")
+        parts += [f"<th>{_html_text(h)}</th>" for h in t.header]
+        parts.append("</tr></thead><tbody>")
+        for label, cells in t.rows:
+            shown = [_html_text(label), *(_html_cell(c) for c in cells)]
+            parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in shown) + "</tr>")
+        parts.append("</tbody></table>")
+        parts += [f"<p class='note'>{_html_text(n)}</p>" for n in t.notes]
+    return "\n".join([*parts, "</body></html>"]) + "\n"
 
 
 CSV_COLUMNS = [

@@ -49,10 +49,28 @@ def run_settings(wildcards):
 
 
 def report_outputs(target):
-    """A target's tables and figures, named by file stem and kind (table1, table1_tex...)."""
+    """A target's tables and figures, named by file stem and kind (table1, table1_tex...),
+    those shown in Snakemake's HTML report flagged for it (cnc.pipeline.experiments)."""
     files = [f"{REPORTS}/{f}" for f in experiments.report_files(target)]
     files += [f"{FIGURES}/{f}" for f in experiments.figure_files(config, target)]
-    return {output_key(f): f for f in files}
+    return {output_key(f): reported(f) for f in files}
+
+
+def reported(path):
+    item = experiments.report_item(os.path.basename(path))
+    if item is None:
+        return path
+    caption = f"{REPORTS}/report/captions/{item.pop('caption')}.rst"
+    return report(path, caption=os.path.abspath(caption), **item)
+
+
+def run_labels(wildcards):
+    """What a run is labelled by in the HTML report (dataset, backbone, T, K...)."""
+    return grid.run_labels(config, GRID[wildcards.run])
+
+
+def heatmap_labels(wildcards):
+    return {**run_labels(wildcards), "class": wildcards.cls}
 
 
 def target_results(target):

@@ -5,8 +5,21 @@ rule evaluate:
         f"{RUNS}/{{run}}/provenance.json",
     output:
         f"{RUNS}/{{run}}/metrics.json",
-        f"{RUNS}/{{run}}/metrics.csv",
+        report(
+            f"{RUNS}/{{run}}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Runs",
+            subcategory="metrics",
+            labels=run_labels,
+        ),
         f"{RUNS}/{{run}}/bootstrap.npz",
+        report(
+            directory(f"{RUNS}/{{run}}/heatmaps"),
+            patterns=["{cls}.png"],
+            caption="../report/heatmap.rst",
+            category="Heat maps",
+            labels=heatmap_labels,
+        ),
     params:
         run_dir=lambda wildcards: f"{RUNS}/{wildcards.run}",
         settings=evaluate_settings,

@@ -8,7 +8,13 @@ rule train:
         run_data,
     output:
         maps=f"{RUNS}/{{run}}/maps/protocol.json",
-        log=f"{RUNS}/{{run}}/train_log.csv",
+        log=report(
+            f"{RUNS}/{{run}}/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Runs",
+            subcategory="training log",
+            labels=run_labels,
+        ),
         cost=f"{RUNS}/{{run}}/cost.json",
         provenance=f"{RUNS}/{{run}}/provenance.json",
     params:
