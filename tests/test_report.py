@@ -210,6 +210,23 @@ def test_table2_has_the_ablation_switches_and_the_papers_rows(smoke_reports):
     assert "**98.6**/**98.0**/**93.0**" in row_vii  # the paper's best row, marked
 
 
+def test_table2_plot_data_is_one_row_per_ablation_row_as_the_table_has_it(smoke_reports):
+    """table2-means.csv (DVC's Table 2 plot): the table's means and intervals, wide."""
+    root, _ = smoke_reports
+    wide = pd.read_csv(root / "reports" / "table2-means.csv")
+    long = pd.read_csv(root / "reports" / "table2.csv")
+    assert list(wide["row"]) == ["i: none", "ii: MLF", "iii: CNC", "iv: MoE", "v: MLF+CNC",
+                                 "vi: MLF+MoE", "vii: MLF+CNC+MoE"]  # fmt: skip
+    for row in wide.itertuples():
+        key = row.row.split(":")[0]
+        ours = long[(long["row"] == key) & (long["metric"] == "mean")
+                    & long["column"].str.contains("this benchmark")].iloc[0]  # fmt: skip
+        assert row.mean == pytest.approx(ours["value"])
+        assert (row.mean_lower, row.mean_upper) == pytest.approx((ours["lower"], ours["upper"]))
+        assert row.mean == pytest.approx((row.i_auroc + row.p_auroc + row.aupro) / 3)
+    assert wide.loc[6, "paper_mean"] == pytest.approx((98.6 + 98.0 + 93.0) / 3, abs=0.05)
+
+
 def test_table4_marks_invalid_cells_and_gives_the_papers_grid(smoke_reports):
     root, _ = smoke_reports
     text = (root / "reports" / "table4.md").read_text()
@@ -387,7 +404,7 @@ def test_table_s1_is_written_by_its_own_target(smoke_reports, tmp_path):
     root, _ = smoke_reports
     assert not (root / "reports" / "tableS1.md").exists()  # opt-in: not in the default
     written = write_reports(PARAMS, root / "runs", root / "reports", root / "figures", "choices")
-    assert {p.name for p in written} == {"tableS1.md", "tableS1.tex", "tableS1.csv"}
+    assert {p.name for p in written} == {"tableS1.md", "tableS1.tex", "tableS1.csv", "tableS1.html"}
     text = plain((root / "reports" / "tableS1.md").read_text())
     assert "## Table S1: sensitivity to choices the paper leaves open" in text
     assert "Not comparable" in text and "layout only" not in text  # it has no paper numbers
@@ -590,6 +607,54 @@ def test_intervals_are_shown_as_they_are():
     assert _number(Num(98.6, low=98.2, high=99.0), "md") == "98.6 ±0.4"
     assert _number(Num(98.6, low=98.2, high=99.0), "tex") == "98.6\\,{\\scriptsize$\\pm$0.4}"
     assert _number(Num(-0.04, low=-0.3, high=0.2, brackets=True), "md") == "+0.0 [-0.3, +0.2]"
+
+
+def _html_rows(page: str) -> list[list[str]]:
+    """The text of every table row's cells in an HTML page (header rows included)."""
+    from html.parser import HTMLParser
+
+    rows: list[list[str]] = []
+
+    class Cells(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                rows.append([])
+            elif tag in ("td", "th"):
+                rows[-1].append("")
+            elif tag == "br":
+                rows[-1][-1] += "\n"
+
+        def handle_data(self, data):
+            if rows and rows[-1]:
+                rows[-1][-1] += data
+
+    Cells().feed(page)
+    return [[c.strip() for c in r] for r in rows]
+
+
+def test_html_tables_hold_what_the_csv_holds_readably(smoke_reports):
+    """The HTML tables (Snakemake's report shows them): every row of the Markdown table,
+    each number of a group on its own line named by its metric, intervals as they are,
+    markup escaped, the warning set apart."""
+    root, _ = smoke_reports
+    page = (root / "reports" / "table1.html").read_text()
+    rows = _html_rows(page)
+    md_rows = [r for r in (root / "reports" / "table1.md").read_text().splitlines()
+               if r.startswith("| ") and not r.startswith("| class")]  # fmt: skip
+    assert len(rows) - 1 == len(md_rows)  # and the header
+    frame = pd.read_csv(root / "reports" / "table1.csv")
+    ours = frame[(frame["row"] == "wood") & (frame["column"] == "this benchmark")]
+    cell = next(r for r in rows if r[0] == "wood")[-2].split("\n")
+    assert [line.split(" ")[0] for line in cell] == ["I-AUROC", "P-AUROC", "AUPRO", "I-AP",
+                                                      "P-AP"]  # fmt: skip
+    for line, stat in zip(cell, ours.itertuples(), strict=True):
+        shown = line.split(" ", 1)[1]
+        assert shown.startswith(f"{stat.value:.1f} ")
+        lopsided = f"{stat.value - stat.lower:.1f}" != f"{stat.upper - stat.value:.1f}"
+        assert ("[" in shown) == lopsided
+    assert "class='warning'><b>Not comparable to the paper.</b>" in page
+    table4 = (root / "reports" / "table4.html").read_text()
+    assert "K &gt; T" in table4 and "K > T" not in table4
 
 
 def test_figures_show_intervals_marks_and_one_colour_scale(tmp_path, monkeypatch):

@@ -433,9 +433,16 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
         [dvc, "status", "dvc.yaml"], cwd=work, capture_output=True, text=True, env=env()
     )
     assert "up to date" in again.stdout, again.stdout
-    for command in (["metrics", "show"], ["plots", "show", "--json"]):
-        shown = subprocess.run([dvc, *command], cwd=work, capture_output=True, text=True, env=env())
-        assert shown.returncode == 0, shown.stderr
+    shown = subprocess.run([dvc, "plots", "show", "--json"], cwd=work, capture_output=True,
+                           text=True, env=env())  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    plots = json.loads(shown.stdout)  # the opt-in runs, not trained, are no error
+    assert set(plots) == {"data"}, str(plots.get("errors"))[:2000]
+    reports = {"results/reports/smoke/table2-means.csv", "results/reports/smoke/fig4.csv"}
+    logs = {
+        f"results/runs/smoke/{n}/train_log.csv" for n in grid.grid_points(small_params(), "all")
+    }
+    assert set(plots["data"]) == reports | logs
     shown = subprocess.run(
         [dvc, "metrics", "show"], cwd=work, capture_output=True, text=True, env=env()
     ).stdout
@@ -451,6 +458,42 @@ def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp
     for ext in ("md", "csv"):
         table = f"results/reports/smoke/tableS1.{ext}"
         assert plain_numbers(work / table) == plain_numbers(finished / table)
+
+
+def test_dvc_adopts_snakemakes_outputs_and_diffs_the_headline_across_commits(finished, tmp_path):
+    """README's recipe: after `snakemake all`, `dvc commit -f dvc.yaml` records what
+    Snakemake made (nothing to rerun); the headline metrics and the plots' data are in
+    DVC's cache, so `dvc metrics diff` compares them with an older commit."""
+    work = tmp_path / "adopted"
+    shutil.copytree(finished, work, ignore=shutil.ignore_patterns(".snakemake"))
+    dvcfile.write(small_params(), work)
+    shutil.copytree(ROOT / "cnc", work / "cnc")
+
+    def run(*command: str) -> str:
+        done = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env())
+        assert done.returncode == 0, " ".join(command) + "\n" + done.stdout + done.stderr
+        return done.stdout
+
+    dvc, git = str(BIN / "dvc"), ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run("git", "init", "-q")
+    run(dvc, "init", "-q")
+    run(dvc, "config", "core.analytics", "false")
+    run(dvc, "commit", "-f", "dvc.yaml")
+    assert "up to date" in run(dvc, "status", "dvc.yaml")
+    assert "Running stage" not in run(dvc, "repro", "--dry", "dvc.yaml")
+    run("git", "add", "-A")
+    run(*git, "commit", "-qm", "adopted")
+    headline = work / "results/reports/smoke/headline.json"
+    before = json.loads(headline.read_text())
+    changed = {**before, "table1": {**before["table1"], "mtotal": before["table1"]["mtotal"] + 1}}
+    headline.unlink()  # DVC may have linked it to its cache
+    headline.write_text(json.dumps(changed))
+    run(dvc, "commit", "-f", "report")
+    run(*git, "commit", "-qam", "changed")
+    diff = run(dvc, "metrics", "diff", "HEAD~1", "--json")
+    entry = json.loads(diff)["results/reports/smoke/headline.json"]
+    assert entry["table1.mtotal"]["old"] == before["table1"]["mtotal"]
+    assert entry["table1.mtotal"]["diff"] == pytest.approx(1.0)
 
 
 CHROMIUM = shutil.which("chromium")

@@ -24,6 +24,7 @@ from cnc.pipeline.experiments import (
     DEFAULT_TARGET,
     HEADLINE,
     TARGETS,
+    experiments,
     figure_files,
     heatmap_runs,
     report_files,
@@ -39,6 +40,7 @@ from cnc.pipeline.grid import (
 from cnc.runs import (
     BOOTSTRAP,
     COST,
+    HEATMAPS_DIR,
     METRICS_CSV,
     METRICS_JSON,
     PROVENANCE,
@@ -59,8 +61,19 @@ def _uncached(path: str, **extra: Any) -> dict[str, Any]:
     return {path: {"cache": False, **extra}}
 
 
+def _cached(path: str, **extra: Any) -> str | dict[str, Any]:
+    """A metrics or plots file DVC keeps in its cache: results/ is not in git, so only the
+    cache (found through a committed dvc.lock or an experiment) holds an older
+    revision's copy for `dvc metrics diff` and `dvc plots diff`."""
+    return {path: extra} if extra else path
+
+
 def _run_stages(where: dict[str, str]) -> dict[str, Any]:
-    """Training (then maps) and evaluation of every run in `vars`' `runs`."""
+    """Training (then maps) and evaluation of every run in `vars`' `runs`. Only the default
+    pipeline declares the training logs as plots: `dvc plots show` reads every pipeline
+    file's and would fail on an opt-in target's runs not trained."""
+    opt_in = bool(where)  # the opt-in pipelines work from the project root (`wdir`)
+    log = f"{RUN}/{TRAIN_LOG}"
     return {
         "train": {
             "foreach": "${runs}",
@@ -76,8 +89,9 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                     _uncached(f"{RUN}/maps"),
                     _uncached(f"{RUN}/{COST}"),
                     _uncached(f"{RUN}/{PROVENANCE}"),
+                    *([_uncached(log)] if opt_in else []),
                 ],
-                "plots": [_uncached(f"{RUN}/{TRAIN_LOG}", x="epoch", y="distill")],
+                **({} if opt_in else {"plots": [_cached(log, x="epoch", y="distill")]}),
             },
         },
         "evaluate": {
@@ -94,6 +108,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                     _uncached(f"{RUN}/{METRICS_CSV}"),
                     _uncached(f"{RUN}/{BOOTSTRAP}"),
                     _uncached(f"{RUN}/{METRICS_JSON}"),
+                    _uncached(f"{RUN}/{HEATMAPS_DIR}"),  # empty where none are drawn
                 ],
             },
         },
@@ -103,7 +118,8 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
 def _report(params: dict[str, Any], target: str, where: dict[str, str]) -> dict[str, Any]:
     names = list(grid_points(params, target))
     reports, figures = reports_dir(SCALE), figures_dir(SCALE)
-    listed = (HEADLINE, "fig4.csv")  # DVC metrics and plots, not plain outs
+    plots = [e.plot for e in experiments(target).values() if e.plot]
+    listed = (HEADLINE, *(p.file for p in plots))  # DVC metrics and plots, not plain outs
     stage: dict[str, Any] = {
         **where,
         "cmd": f"cnc report --params params.yaml --target {target}",
@@ -113,8 +129,10 @@ def _report(params: dict[str, Any], target: str, where: dict[str, str]) -> dict[
         + [_uncached(f"{figures}/{f}") for f in figure_files(params, target)],
     }
     if target == DEFAULT_TARGET:
-        stage["metrics"] = [_uncached(f"{reports}/{HEADLINE}")]
-        stage["plots"] = [_uncached(f"{reports}/fig4.csv", x="resolution", y="mtotal")]
+        stage["metrics"] = [_cached(f"{reports}/{HEADLINE}")]
+        stage["plots"] = [
+            _cached(f"{reports}/{p.file}", x=p.x, y=p.y, template=p.template) for p in plots
+        ]
     return stage
 
 

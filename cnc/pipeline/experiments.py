@@ -164,6 +164,17 @@ DEFECTS_SOURCE = "Percentages from the `defects` of the run's saved metrics.json
 
 
 @dataclass(frozen=True)
+class Plot:
+    """A DVC plot of an experiment's data (`dvc plots show`): a wide CSV with one row per
+    cell, its columns `x` and `y` drawn with a template of DVC's."""
+
+    file: str  # in the report folder; <name>.csv when that is the data, else its own file
+    x: str
+    y: str
+    template: str
+
+
+@dataclass(frozen=True)
 class Experiment:
     title: str
     cells: Callable[[dict[str, Any], dict[str, Any]], list[Cell]]
@@ -176,6 +187,7 @@ class Experiment:
     measured: bool = False  # timings: not the same bit for bit from one run to the next
     source: str = METRICS_SOURCE  # where its numbers come from (the reports' preamble)
     paper_numbers: bool = True  # its layout shows the paper's numbers beside ours
+    plot: Plot | None = None  # declared in dvc.yaml (default target only)
 
     @property
     def is_table(self) -> bool:
@@ -207,6 +219,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ablation_cells,
         "ablation",
         figures=("ablation.png", "training_curves.png"),
+        plot=Plot("table2-means.csv", x="mean", y="row", template="bar_horizontal"),
     ),
     "table3": Experiment(
         "Table 3: multi-class anomaly detection on VisA",
@@ -227,6 +240,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         "backbone_resolution",
         files=("csv",),
         figures=("fig4.png",),
+        # points, not lines: one line through every backbone's resolutions would zigzag
+        plot=Plot("fig4.csv", x="resolution", y="mtotal", template="scatter"),
     ),
     "table5": Experiment(
         "Table 5: cost of the Fig. 4 and Table 4 runs",
@@ -273,7 +288,9 @@ HEADLINE = "headline.json"  # DVC's metrics: a few numbers, so `dvc metrics show
 def report_files(target: str = DEFAULT_TARGET) -> list[str]:
     """Every file `cnc report --target` writes in the report folder; the default target
     adds the summary and the index."""
-    own = [f"{name}.{ext}" for name, e in experiments(target).items() for ext in e.files]
+    chosen = experiments(target).items()
+    own = [f"{name}.{ext}" for name, e in chosen for ext in e.files]
+    own += [e.plot.file for _, e in chosen if e.plot and e.plot.file not in own]
     extra = ["summary.json", HEADLINE, "README.md"]
     return own + (extra if target == DEFAULT_TARGET else [])
 

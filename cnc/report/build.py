@@ -107,6 +107,9 @@ def _write(
             write_text(reports_dir / f"{b.name}.html", html(b.tables, head))
         with atomic_path(reports_dir / f"{b.name}.csv") as tmp:
             b.frame.to_csv(tmp, index=False)
+        if b.plot_frame is not None and b.experiment.plot:
+            with atomic_path(reports_dir / b.experiment.plot.file) as tmp:
+                b.plot_frame.to_csv(tmp, index=False)
         for figure in b.experiment.figures:
             FIGURES[figure](b, runs_dir, figures_dir / figure, sub)
             figures += [figures_dir / figure, (figures_dir / figure).with_suffix(VECTOR)]

@@ -14,11 +14,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnc.io import atomic_path
-from cnc.report.layouts import Built, datasets_of
+from cnc.report.layouts import Built, components, datasets_of
 from cnc.report.results import train_log
 
 VECTOR = ".pdf"  # every figure is also saved as a vector file beside its PNG
-COMPONENTS = ("MLF", "CNC", "MoE")  # Table 2's switches, in its column order
 
 
 def _save(fig: Figure, path: Path, rect: tuple[float, ...] = (0, 0, 1, 1)) -> None:
@@ -164,12 +163,6 @@ def table4_heatmap(built: Built, runs_dir: Path, path: Path, subtitle: str) -> N
     _save(fig, path, rect=(0, 0.04, 1, 1))
 
 
-def components(switches: list[str]) -> str:
-    """Table 2's switch cells as words: "MLF+CNC", "none"."""
-    on = [name for name, cell in zip(COMPONENTS, switches, strict=True) if cell == "✓"]
-    return "+".join(on) or "none"
-
-
 def _error(n) -> list[float]:
     """How far a number's 95 % interval reaches below and above it (0 without one)."""
     if n.low is None or n.high is None:
@@ -203,8 +196,7 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
                          linewidth=0.6, label="paper")  # fmt: skip
     if not np.isnan(theirs).all():
         handles.append(outline)
-    names = [f"{r}\n{components(cells[:3])}" for r, (_, cells) in zip(labels, table.rows,
-             strict=True)]  # fmt: skip
+    names = [f"{c.row}\n{components(c.points[0])}" for c in built.cells]
     ax.set_xticks(x + 0.27, names, fontsize=7.5)
     ax.set_xlabel("Table 2 row: the components switched on", fontsize=8)
     ax.set_ylabel("%")
@@ -221,7 +213,7 @@ def ablation(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
 
 def training_curves(built: Built, runs_dir: Path, path: Path, subtitle: str) -> None:
     """Distillation and total loss per epoch of the Table 2 runs (first seed)."""
-    switches = {label: components(cells[:3]) for label, cells in built.tables[0].rows}
+    switches = {c.row: components(c.points[0]) for c in built.cells}
     logs = {c.row: train_log(runs_dir, c.runs[0]) for c in built.cells}
     fig = Figure(figsize=(8.5, 3.8))
     axes = fig.subplots(1, 2)

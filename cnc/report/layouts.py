@@ -17,7 +17,14 @@ import pandas as pd
 from cnc import provenance
 from cnc.evaluation.defects import DEFECT_METRICS
 from cnc.evaluation.metrics import METRICS
-from cnc.pipeline.experiments import EXPERIMENTS, METRICS_SOURCE, Cell, Experiment, main_point
+from cnc.pipeline.experiments import (
+    EXPERIMENTS,
+    METRICS_SOURCE,
+    Cell,
+    Experiment,
+    GridPoint,
+    main_point,
+)
 from cnc.report import paper
 from cnc.report.render import (
     DIFFERS,
@@ -56,6 +63,7 @@ class Built:
     results: list[CellResult]
     frame: pd.DataFrame  # its CSV
     summary: dict[str, Any]  # its headline numbers in summary.json
+    plot_frame: pd.DataFrame | None = None  # its DVC plot's data, where not `frame`
 
     @classmethod
     def of_tables(
@@ -157,7 +165,7 @@ def protocol_line(protocols: list[dict[str, Any]], varied: bool = False) -> str:
 
 
 def uncertainty(seeds: int, replicates: int) -> str:
-    """What the reports' ± (and SD) measure, in one sentence."""
+    """What the reports' ± and [low, high] (and SD) measure, in one sentence."""
     resampled = (
         f"its test images resampled {replicates} times (each class's normal and anomalous "
         "images separately, with replacement)"
@@ -165,12 +173,14 @@ def uncertainty(seeds: int, replicates: int) -> str:
     if seeds > 1:
         return (
             "SD: the standard deviation over seeds (how much training varies); ±: half the "
-            "width of the 95 % bootstrap interval of the seed-averaged number, "
-            f"{resampled} (how much it depends on the test images)."
+            "width of the 95 % bootstrap interval of the seed-averaged number, [low, high]: "
+            f"its bounds where it is lopsided, {resampled} (how much it depends on the test "
+            "images)."
         )
     return (
-        "±: half the width of the 95 % bootstrap interval of each number of this benchmark, "
-        f"{resampled}: how much the number depends on the test images, not on training."
+        "±: half the width of the 95 % bootstrap interval of each number of this benchmark "
+        f"([low, high]: its bounds where it is lopsided), {resampled}: how much the number "
+        "depends on the test images, not on training."
     )
 
 
@@ -271,6 +281,13 @@ def _means(cells: list[Cell], results: list[CellResult], metrics: tuple[str, ...
     }
 
 
+def components(point: GridPoint) -> str:
+    """Table 2's switches of a run as words: "MLF+CNC", "none"."""
+    on = [n for n, s in zip(("MLF", "CNC", "MoE"), (point.mlf, point.constraint, point.experts),
+          strict=True) if s]  # fmt: skip
+    return "+".join(on) or "none"
+
+
 def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:
     """Table 2: one row per switch combination, three metrics and their mean."""
     results = [cell_result(runs_dir, c.runs) for c in grid]
@@ -324,7 +341,16 @@ def ablation(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path
         ],
     )
     mark_columns(table, [3, 4, 5, 6])
-    return Built.of_tables(name, grid, [table], results, _means(grid, results, TABLE2_METRICS))
+    built = Built.of_tables(name, grid, [table], results, _means(grid, results, TABLE2_METRICS))
+    records = []
+    for c, (_, cells) in zip(grid, rows, strict=True):
+        ours, (mean,), (paper_mean,) = cells[3], cells[4], cells[6]
+        numbers = dict(zip(TABLE2_METRICS, (n.value for n in ours), strict=True))
+        records.append({"row": f"{c.row}: {components(c.points[0])}", **numbers,
+                        "mean": mean.value, "mean_lower": mean.low, "mean_upper": mean.high,
+                        "paper_mean": paper_mean.value})  # fmt: skip
+    built.plot_frame = pd.DataFrame.from_records(records)
+    return built
 
 
 def moe_grid(params: dict[str, Any], name: str, grid: list[Cell], runs_dir: Path) -> Built:

@@ -161,6 +161,7 @@ thead th { border-bottom: 2px solid #333; }
 .warning { background: #fff3cd; padding: 0.5em 0.8em; border-left: 4px solid #e0a800; }
 .note { color: #444; font-size: 13px; }
 .n { white-space: nowrap; }
+.m { color: #666; font-size: 11px; }
 """
 
 
@@ -172,11 +173,16 @@ def _html_text(text: str) -> str:
 
 
 def _html_cell(cell: Cell) -> str:
-    """A cell; a group of numbers with intervals one per line (a metric each, in the
-    header's order), so that no number breaks."""
+    """A cell; a group of numbers with intervals one per line, each named by its metric
+    where there are several, so that no number breaks and none needs the header."""
     if isinstance(cell, str) or not any(n.low is not None for n in cell):
         return _html_text(_cell(cell, "md"))
-    lines = (f"<span class='n'>{_html_text(_number(n, 'md'))}</span>" for n in cell)
+
+    def named(n: Num) -> str:
+        label = METRIC_LABELS.get(n.metric, n.metric) if len(cell) > 1 else ""
+        return f"<span class='m'>{label}</span> " if label else ""
+
+    lines = (f"<span class='n'>{named(n)}{_html_text(_number(n, 'md'))}</span>" for n in cell)
     return "<br>".join(lines)
 
 
