@@ -243,9 +243,8 @@ def test_visa_bad_split_file(tmp_path):
 def test_fetch_visa_over_http(tmp_path):
     raw = make_visa_raw(tmp_path / "VisA")
     data = tar_bytes(raw, mode="w")  # VisA ships a plain tar
-    spec = RemoteDataset(
-        "visa", "", sha(data), "VisA.tar", {"candle": (3, 2, 2), "pcb1": (2, 1, 1)}, ""
-    )
+    counts = {"candle": (3, 2, 2), "pcb1": (2, 1, 1)}
+    spec = RemoteDataset("visa", "", sha(data), "VisA.tar", counts, "", convert="visa")
     root = tmp_path / "data" / "visa"
     with serve({"/VisA.tar": data}) as (url, server):
         server.cut_after["/VisA.tar"] = len(data) // 2

@@ -9,6 +9,7 @@ from pathlib import Path
 from cnc.data.images import describe, header_format, image_size
 from cnc.data.layout import GOOD, LayoutError, Sample, class_samples, discover_classes
 from cnc.errors import BadFileError
+from cnc.io import sha256_file
 
 
 @dataclass
@@ -25,6 +26,8 @@ class CheckReport:
     root: str
     classes: dict[str, ClassCounts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # What may be right but is worth a look (a test image that is a training image's copy).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,12 +39,13 @@ class CheckReport:
             "ok": self.ok,
             "classes": {c: asdict(n) for c, n in self.classes.items()},
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> CheckReport:
         classes = {c: ClassCounts(**n) for c, n in data["classes"].items()}
-        return cls(data["root"], classes, list(data["problems"]))
+        return cls(data["root"], classes, list(data["problems"]), list(data.get("warnings", [])))
 
 
 def image_problem(path: Path) -> str | None:
@@ -106,6 +110,19 @@ def _class_problems(root: Path, cls: str, counts: ClassCounts) -> list[str]:
     ]
 
 
+def _shared_images(train: list[Sample], test: list[Sample]) -> list[str]:
+    """Test images whose bytes are a training image's: a file copied into both splits (a
+    multi-view sample listed twice, a hand-made split) is scored on what was trained. A
+    warning, not a problem: a real dataset may hold two identical captures."""
+    seen = {sha256_file(s.image): s.image for s in train}
+    return [
+        f"{s.image}: the same file as the training image {seen[digest]}; a test image must "
+        "not be trained on"
+        for s in test
+        if (digest := sha256_file(s.image)) in seen
+    ]
+
+
 def check_root(root: Path, classes: list[str] | None = None, decode: bool = True) -> CheckReport:
     """Scan every class; collect counts and all problems instead of stopping at the first.
 
@@ -138,6 +155,7 @@ def check_root(root: Path, classes: list[str] | None = None, decode: bool = True
         )
         report.classes[cls] = counts
         report.problems.extend(_class_problems(root, cls, counts))
+        report.warnings.extend(_shared_images(train, test))
         for sample in samples:
             report.problems.extend(_sample_problems(sample, decode))
     return report

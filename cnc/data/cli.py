@@ -63,25 +63,41 @@ def data_synthetic(
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="mvtec or visa")],
+    name: Annotated[str, typer.Argument(help="mvtec, visa, mvtec_ad2, mpdd, btad or realiad")],
     root: Annotated[Path, typer.Option(help="Folder for the prepared dataset.")],
     url: Annotated[str | None, typer.Option(help="Mirror URL; the hash stays pinned.")] = None,
     downloads: Annotated[
         Path | None, typer.Option(help="Archive folder (default: ROOT/../downloads).")
     ] = None,
+    raw: Annotated[
+        Path | None,
+        typer.Option(help="The extracted raw folder (placed by hand): converted, kept."),
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Real-IAD: a comma-separated subset of its classes.")
+    ] = None,
+    resolution: Annotated[
+        str | None, typer.Option(help="Real-IAD: 256, 512, 1024 or raw (default 256).")
+    ] = None,
     skip_count_check: Annotated[
         bool, typer.Option(help="Accept class counts that differ from the published ones.")
     ] = False,
 ) -> None:
-    """Download (resumable, sha256-verified), extract, convert and verify MVTec AD or VisA."""
+    """Download (resumable, sha256-verified) or take the raw folder, extract, convert to
+    the MVTec layout and verify a public dataset (README: Data)."""
     from cnc.data.prepare import REMOTE, fetch
 
+    options = {
+        "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        "resolution": resolution,
+    }
     with user_errors():
         if name not in REMOTE:
             raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(REMOTE)}")
         manifest = fetch(
-            REMOTE[name], root, url=url, downloads=downloads, check_counts=not skip_count_check
-        )
+            REMOTE[name], root, url=url, downloads=downloads, check_counts=not skip_count_check,
+            raw=raw, options={k: v for k, v in options.items() if v is not None},
+        )  # fmt: skip
     _print_counts(manifest["counts"], f"{name} in {root}")
 
 
@@ -106,13 +122,15 @@ def data_check(
             _print_counts(result["classes"], f"{root}")
         for problem in report.problems:
             flagged("problem:", problem, "red")
+        for warning in report.warnings:
+            flagged("warning:", warning, "yellow")
     if not report.ok:
         raise typer.Exit(1)
 
 
 @data_app.command("prepare")
 def data_prepare(
-    name: Annotated[str, typer.Argument(help="synthetic, mvtec, visa or folder")],
+    name: Annotated[str, typer.Argument(help="a data.<name> of params.yaml, e.g. mvtec")],
     params: Params = DEFAULT_PARAMS,
     settings: Annotated[
         str | None,

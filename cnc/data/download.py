@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -136,8 +137,16 @@ def _data_root(extracted: Path) -> Path:
     return extracted
 
 
+def _refuse_escaping(archive: Path, names: list[str]) -> None:
+    """A zip member with an absolute path or `..` would land outside the folder."""
+    for name in names:
+        parts = Path(name).parts
+        if name.startswith(("/", "\\")) or ".." in parts:
+            raise DownloadError(f"{archive}: member {name!r} would be written outside the folder")
+
+
 def extract(archive: Path, dest: Path) -> Path:
-    """Extract a tar archive (any compression) into `dest`, all or nothing.
+    """Extract a tar (any compression) or zip archive into `dest`, all or nothing.
 
     Extraction happens in a temporary folder beside `dest`, renamed only when complete,
     so an interrupted or corrupt extraction leaves nothing half-written.
@@ -148,11 +157,16 @@ def extract(archive: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")  # refuses absolute paths and links out
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _refuse_escaping(archive, zf.namelist())
+                zf.extractall(tmp)
+        else:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")  # refuses absolute paths and links out
         as_umask_allows(tmp)
         os.replace(_data_root(tmp), dest)  # one rename: dest appears complete or not at all
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise DownloadError(
             f"{archive}: cannot extract ({exc}); delete it and fetch again"
         ) from None

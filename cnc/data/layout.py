@@ -3,7 +3,7 @@
     <root>/<class>/train/good/*.png
     <root>/<class>/test/good/*.png
     <root>/<class>/test/<defect>/*.png
-    <root>/<class>/ground_truth/<defect>/<stem>_mask.png
+    <root>/<class>/ground_truth/<defect>/<stem>_mask.png   (or <stem>.<any image ext>)
 
 Images are paired with masks by file stem (never by sorted position), so a
 missing or extra file is an error instead of a silent mis-pairing.
@@ -64,14 +64,14 @@ def discover_classes(root: Path, classes: list[str] | None = None) -> list[str]:
     return found
 
 
-def mask_for(gt_dir: Path, stem: str) -> Path | None:
-    """The mask of image `stem` in `gt_dir`: `<stem>_mask.<ext>` or `<stem>.<ext>`."""
-    for name in (stem + MASK_SUFFIX, stem):
-        for suffix in IMAGE_SUFFIXES:
-            path = gt_dir / f"{name}{suffix}"
-            if path.is_file():
-                return path
-    return None
+def mask_index(gt_dir: Path) -> dict[str, list[Path]]:
+    """The masks of a ground-truth folder by the image stem they belong to (`<stem>_mask`
+    or `<stem>`, any image extension in any case: `.png`, `.bmp`, `.PNG`...)."""
+    index: dict[str, list[Path]] = {}
+    for path in _images(gt_dir) if gt_dir.is_dir() else []:
+        stem = path.stem.removesuffix(MASK_SUFFIX)
+        index.setdefault(stem, []).append(path)
+    return index
 
 
 def class_samples(
@@ -79,8 +79,9 @@ def class_samples(
 ) -> list[Sample]:
     """All samples of one class and split, anomalous ones paired with their mask by stem.
 
-    Raises LayoutError naming the path for a missing `train/good` or a missing mask;
-    with a `problems` list, a missing mask is appended there and the image skipped.
+    Raises LayoutError naming the path for a missing `train/good`, a missing mask or two
+    masks for one image; with a `problems` list, these are appended there and the image
+    skipped.
     """
     root = Path(root)
     split_dir = root / cls / split
@@ -94,19 +95,25 @@ def class_samples(
     samples: list[Sample] = []
     for defect_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         defect = defect_dir.name
+        masks = {} if defect == GOOD else mask_index(root / cls / "ground_truth" / defect)
         for image in _images(defect_dir):
             if defect == GOOD:
                 samples.append(Sample(cls, split, GOOD, image, None))
                 continue
-            mask = mask_for(root / cls / "ground_truth" / defect, image.stem)
-            if mask is None:
-                expected = root / cls / "ground_truth" / defect / f"{image.stem}{MASK_SUFFIX}.png"
-                message = f"{image}: anomalous image without a mask; expected {expected}"
-                if problems is None:
-                    raise LayoutError(message)
-                problems.append(message)
+            found = masks.get(image.stem, [])
+            if len(found) == 1:
+                samples.append(Sample(cls, split, defect, image, found[0]))
                 continue
-            samples.append(Sample(cls, split, defect, image, mask))
+            expected = root / cls / "ground_truth" / defect / f"{image.stem}{MASK_SUFFIX}.png"
+            message = (
+                f"{image}: anomalous image without a mask; expected {expected}"
+                if not found
+                else f"{image}: {len(found)} masks ({', '.join(p.name for p in found)}); "
+                "keep the one that belongs to it"
+            )
+            if problems is None:
+                raise LayoutError(message)
+            problems.append(message)
     return samples
 
 

@@ -11,16 +11,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cnc.data import visa
+from cnc.data import replicas
 from cnc.data.check import check_root, count_mismatches
+from cnc.data.convert import CONVERTERS
 from cnc.data.download import DownloadError, HashMismatch, download, extract
 from cnc.data.manifest import MANIFEST, manifest_differences, write_manifest
-from cnc.data.registry import DATASET_NAMES, REMOTE, RemoteDataset
+from cnc.data.registry import DATASET_NAMES, REMOTE, REPLICAS, RemoteDataset
 from cnc.data.synthetic import SETS, SyntheticSpec, contact_sheet, generate
 from cnc.errors import AlreadyExistsError, SettingsError, UsageError, UserError
 from cnc.io import atomic_dir, read_json, write_json
 
 CONTACT_SHEET = "contact_sheet.png"
+CONVERT_OPTIONS = ("classes", "resolution", "jsons")  # data.realiad's choices
 
 
 class DataError(UserError):
@@ -50,6 +52,37 @@ def verify_root(
     return write_manifest(root, manifest_path, dataset, report)
 
 
+def _by_hand(spec: RemoteDataset, root: Path) -> DataError:
+    where = (
+        f"give the extracted folder as data.{spec.name}.raw (converted into {root})"
+        if spec.convert
+        else f"put the extracted folder (MVTec layout) at {root}"
+    )
+    return DataError(
+        f"{root}: dataset root not found (data.{spec.name}.root), and {spec.name} cannot be "
+        f"downloaded here: request or download it from {spec.page}, then {where}"
+    )
+
+
+def convert_raw(
+    spec: RemoteDataset, raw: Path, root: Path, expected: Any, move: bool, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Convert the raw folder `raw` of dataset `spec` into `root` (all or nothing), then
+    verify it and write its manifest (with what the converter reports)."""
+    if not Path(raw).is_dir():
+        raise DataError(f"{raw}: not found (data.{spec.name}.raw); give the extracted folder")
+    with atomic_dir(root) as tmp:
+        extras = CONVERTERS[spec.convert](Path(raw), tmp, move=move, **options)
+    try:
+        manifest = verify_root(root, spec.name, expected)
+    except DataError:
+        shutil.rmtree(root)  # never leave a folder that looks prepared but is not
+        raise
+    manifest |= {"converted_from": spec.convert or "MVTec layout", **extras}
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
 def fetch(
     spec: RemoteDataset,
     root: Path,
@@ -58,17 +91,25 @@ def fetch(
     check_counts: bool = True,
     progress: bool = True,
     retries: int = 3,
+    raw: Path | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make `root` hold dataset `spec` in the MVTec layout, verified, with a manifest.
 
-    An extracted folder already at `root` is verified and used; otherwise the archive in
-    `downloads` is used after its hash is checked, or downloaded when absent.
+    A prepared folder already at `root` is verified and used; else the raw folder `raw`
+    (extracted by hand) is converted; else the archive in `downloads` is used after its
+    hash is checked, or downloaded when absent (datasets with a public archive only).
     """
     name = spec.name
     root = Path(root)
     expected = spec.counts if check_counts else None
+    options = options or {}
     if root.exists():
         return verify_root(root, name, expected)
+    if raw is not None:
+        return convert_raw(spec, Path(raw), root, expected, move=False, options=options)
+    if (url or spec.url) is None or spec.archive is None:
+        raise _by_hand(spec, root)
     downloads = Path(downloads) if downloads else root.parent / "downloads"
     try:
         archive = download(
@@ -82,22 +123,46 @@ def fetch(
             f"{root}: dataset root not found (data.{name}.root; if the dataset is elsewhere, "
             f"give that folder), so it was to be fetched, and that failed: {exc}"
         ) from None
-    if name == "visa":
-        raw = root.with_name(f".{root.name}.raw")
-        shutil.rmtree(raw, ignore_errors=True)  # our own leftover from a killed run
-        extract(archive, raw)
-        try:
-            with atomic_dir(root) as tmp:
-                visa.convert(raw, tmp, move=True)
-        finally:
-            shutil.rmtree(raw, ignore_errors=True)
-    else:
+    if not spec.convert:
         extract(archive, root)
+        try:
+            return verify_root(root, name, expected)
+        except DataError:
+            shutil.rmtree(root)  # never leave a folder that looks prepared but is not
+            raise
+    extracted = root.with_name(f".{root.name}.raw")
+    shutil.rmtree(extracted, ignore_errors=True)  # our own leftover from a killed run
+    extract(archive, extracted)
     try:
-        manifest = verify_root(root, name, expected)
-    except DataError:
-        shutil.rmtree(root)  # never leave a folder that looks prepared but is not
-        raise
+        return convert_raw(spec, extracted, root, expected, move=True, options=options)
+    finally:
+        shutil.rmtree(extracted, ignore_errors=True)
+
+
+def replica(name: str, root: Path) -> dict[str, Any]:
+    """Write the synthetic replica of a dataset's raw layout (cnc.data.replicas) and
+    convert it into `root` with the dataset's own converter; reused when unchanged."""
+    dataset, root = REPLICAS[name], Path(root)
+    if root.exists():
+        recorded = root / MANIFEST
+        made_here = recorded.is_file() and read_json(recorded).get("dataset") == name
+        if made_here and not manifest_differences(root, root / MANIFEST):
+            return read_json(root / MANIFEST)
+        if not made_here:
+            raise AlreadyExistsError(
+                f"{root}: exists and is not the {name} replica; choose another data.{name}.root"
+            )
+        shutil.rmtree(root)  # our own replica, changed since: made again
+    raw = root.with_name(f".{root.name}.raw")
+    shutil.rmtree(raw, ignore_errors=True)  # our own leftover from a killed run
+    try:
+        replicas.write(dataset, raw)
+        spec = REMOTE[dataset]
+        manifest = convert_raw(spec, raw, root, None, move=True, options={})
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+    manifest |= {"dataset": name, "replica_of": dataset}
+    write_json(root / MANIFEST, manifest)
     return manifest
 
 
@@ -174,9 +239,10 @@ def dataset_settings(data: dict[str, Any], name: str) -> dict[str, Any]:
 def prepare_dataset(
     name: str, data: dict[str, Any], record: Path | None = None
 ) -> tuple[Path, dict[str, Any]]:
-    """Generate (synthetic), fetch (mvtec, visa) or check (folder) dataset `name` as the
-    settings describe it; with `record`, also write a summary there (the workflow's
-    marker). Returns the dataset's root and manifest."""
+    """Generate (synthetic), fetch or convert (the public datasets), replicate (their
+    raw layouts, cnc.data.replicas) or check (folder) dataset `name` as the settings
+    describe it; with `record`, also write a summary there (the workflow's marker).
+    Returns the dataset's root and manifest."""
     if name not in DATASET_NAMES:
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     root = dataset_root(data, name)
@@ -185,12 +251,19 @@ def prepare_dataset(
         manifest = synthetic(synthetic_spec(data, name), root, force=is_synthetic(root))
     elif name == "folder":
         manifest = verify_root(root, "folder", counts=None)
+    elif name in REPLICAS:
+        manifest = replica(name, root)
     else:
         downloads = data.get("downloads")
         if downloads is None:
             raise SettingsError("data.downloads: missing setting")
-        url = _entry(data, name).get("url")
-        manifest = fetch(REMOTE[name], root, url=url, downloads=Path(downloads))
+        entry = _entry(data, name)
+        options = {k: entry[k] for k in CONVERT_OPTIONS if entry.get(k) is not None}
+        raw = entry.get("raw")
+        manifest = fetch(
+            REMOTE[name], root, url=entry.get("url"), downloads=Path(downloads),
+            raw=Path(raw) if raw else None, options=options,
+        )  # fmt: skip
     if record is not None:
         summary = {
             "dataset": name,

@@ -40,14 +40,27 @@ VISA_COUNTS: dict[str, tuple[int, int, int]] = {
 }
 
 
+# MPDD (Jezek et al., ICUMT 2021, Table I): 888 training and 458 test images, 1346 in all.
+MPDD_COUNTS: dict[str, tuple[int, int, int]] = {
+    "bracket_black": (289, 32, 47),
+    "bracket_brown": (185, 26, 51),
+    "bracket_white": (110, 30, 30),
+    "connector": (128, 30, 14),
+    "metal_plate": (54, 26, 71),
+    "tubes": (122, 32, 69),
+}
+
+
 @dataclass(frozen=True)
 class RemoteDataset:
     name: str
-    url: str  # the default; users may override it, never the hash
-    sha256: str
-    archive: str  # file name of the downloaded archive
-    counts: dict[str, tuple[int, int, int]]
+    url: str | None  # the default (users may override it, never the hash); None: by hand
+    sha256: str | None  # None: not known here (placed by hand; the manifest pins the files)
+    archive: str | None  # file name of the downloaded archive
+    counts: dict[str, tuple[int, int, int]] | None  # None: no published per-class counts known
     licence: str
+    page: str = ""  # where the dataset is described and requested
+    convert: str = ""  # the converter of its raw layout (cnc.data.convert); "": MVTec layout
 
 
 REMOTE: dict[str, RemoteDataset] = {
@@ -70,7 +83,56 @@ REMOTE: dict[str, RemoteDataset] = {
         archive="VisA_20220922.tar",
         counts=VISA_COUNTS,
         licence="CC BY 4.0",
+        page="https://github.com/amazon-science/spot-diff",
+        convert="visa",
+    ),
+    "mvtec_ad2": RemoteDataset(
+        name="mvtec_ad2",
+        # URL and hash as anomalib 2.x pins them (anomalib/data/datamodules/image/mvtecad2.py).
+        url=(
+            "https://www.mydrive.ch/shares/121573/7f68fe2c4f7c2ceaa08f463aaeb2f414/download/"
+            "466712769-1743422799/mvtec_ad_2.tar.gz"
+        ),
+        sha256="c0ded99ef32bfc8e352d52beb44515e5b292b8598cb963aadfa91ca0763505e4",
+        archive="mvtec_ad_2.tar.gz",
+        counts=None,
+        licence="CC BY-NC-SA 4.0",
+        page="https://www.mvtec.com/company/research/datasets/mvtec-ad-2",
+        convert="mvtec_ad2",
+    ),
+    "mpdd": RemoteDataset(
+        name="mpdd",
+        url=None,  # a OneDrive folder share: downloaded by hand
+        sha256=None,
+        archive=None,
+        counts=MPDD_COUNTS,
+        licence="CC BY-NC-SA 4.0",
+        page="https://github.com/stepanje/MPDD",
+    ),
+    "btad": RemoteDataset(
+        name="btad",
+        # URL and hash as anomalib 2.x pins them (anomalib/data/datamodules/image/btech.py).
+        url="https://avires.dimi.uniud.it/papers/btad/btad.zip",
+        sha256="461c9387e515bfed41ecaae07c50cf6b10def647b36c9e31d239ab2736b10d2a",
+        archive="btad.zip",
+        counts=None,
+        licence="CC BY-NC-SA 4.0",
+        page="https://avires.dimi.uniud.it/papers/btad/",
+        convert="btad",
+    ),
+    "realiad": RemoteDataset(
+        name="realiad",
+        url=None,  # access on request: placed by hand
+        sha256=None,
+        archive=None,
+        counts=None,
+        licence="CC BY-NC-SA 4.0",
+        page="https://realiad4ad.github.io/Real-IAD/",
+        convert="realiad",
     ),
 }
 
-DATASET_NAMES = ("synthetic", "synthetic_visa", "mvtec", "visa", "folder")
+# Synthetic replicas of the raw layouts (cnc.data.replicas): the converters' smoke data.
+REPLICAS = {f"replica_{name}": name for name in ("mvtec_ad2", "mpdd", "btad", "realiad")}
+
+DATASET_NAMES = ("synthetic", "synthetic_visa", *REMOTE, *REPLICAS, "folder")
