@@ -21,9 +21,11 @@ report: f"{REPORTS}/report/all.rst"
 localrules:
     all,
     choices,
+    benchmarks,
     prepare_data,
     report,
     report_choices,
+    report_benchmarks,
 
 
 rule all:
@@ -38,3 +40,10 @@ rule choices:
     input:
         prepared_data(),
         report_outputs("choices").values(),
+
+
+# Opt-in: the main configuration on every prepared dataset (MVTec AD 2, MPDD, BTAD, ...).
+rule benchmarks:
+    input:
+        prepared_data(),
+        report_outputs("benchmarks").values(),

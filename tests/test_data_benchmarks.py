@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from cnc.cli import app
 from cnc.data import replicas
 from cnc.data.check import check_root
-from cnc.data.convert import ConvertError
 from cnc.data.download import DownloadError, extract
 from cnc.data.prepare import DataError, fetch, prepare_dataset, replica
+from cnc.data.raw import ConvertError
 from cnc.data.registry import REMOTE, REPLICAS
 
 runner = CliRunner()

@@ -72,8 +72,11 @@ def test_smoke_scale_resolves_to_tiny_backbones_on_synthetic_data():
     assert s.train.epochs == 3 and s.infer.map_size == 112  # eq. 17: the input size
 
 
+ALL_DATASETS = ["mvtec", "visa", "mvtec_ad2", "mpdd", "btad", "realiad"]
+
+
 def test_paper_scale_resolves_to_the_papers_settings():
-    p = params(scale="paper")
+    p = params(scale="paper", data__prepare=ALL_DATASETS)
     points = grid.grid_points(p)
     assert set(points) == set(grid.grid_points(PARAMS))  # same names at both scales
     main = grid.run_settings(p, points[MAIN])
@@ -92,6 +95,24 @@ def test_paper_scale_resolves_to_the_papers_settings():
     fixed = params(scale="paper", infer={"map_size": 256})  # the override stays possible
     assert grid.run_settings(fixed, points[MAIN]).infer.map_size == 256
     assert grid.run_dir(p, MAIN) == f"results/runs/paper/{MAIN}"
+
+
+def test_benchmarks_run_the_main_configuration_on_every_prepared_dataset():
+    """One run per dataset of experiments.benchmarks whose scale dataset is prepared;
+    the paper's epochs rule for the datasets it did not use."""
+    smoke = experiments.cells(PARAMS, "benchmarks")["benchmarks"]
+    assert [c.row for c in smoke] == ALL_DATASETS  # the replicas stand in at the smoke scale
+    assert smoke[0].runs == (MAIN,)  # MVTec AD's is the main run, shared
+    btad = grid.run_settings(PARAMS, smoke[4].points[0])
+    assert (btad.data.dataset, btad.data.root) == ("replica_btad", "data/replica-btad")
+    paper = params(scale="paper", data__prepare=["mvtec", "visa", "btad", "realiad"])
+    cells = experiments.cells(paper, "benchmarks")["benchmarks"]
+    assert [c.row for c in cells] == ["mvtec", "visa", "btad", "realiad"]
+    epochs = [grid.run_settings(paper, c.points[0]).train.epochs for c in cells]
+    assert epochs == [250, 200, 250, 200]
+    assert cells[2].runs == ("btad-vitl14_336-r224-mlf-cnc-moeT5K2-s0",)
+    none = params(scale="paper", experiments__benchmarks={"datasets": ["mpdd"]})
+    assert experiments.cells(none, "benchmarks")["benchmarks"] == []
 
 
 def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_key():
@@ -166,7 +187,9 @@ def test_a_setting_the_grid_decides_cannot_be_overridden(change, key):
 def test_every_run_listed_with_its_folder_and_settings():
     listing = grid.describe_runs(PARAMS)
     variants = len(PARAMS["experiments"]["tableS1"]["variants"])
-    assert len(listing) == 43 + variants and len(grid.describe_runs(PARAMS, "all")) == 43
+    benchmarks = 4  # MVTec AD 2, MPDD, BTAD, Real-IAD (MVTec AD's and VisA's are main runs)
+    assert len(listing) == 43 + variants + benchmarks
+    assert len(grid.describe_runs(PARAMS, "all")) == 43
     entry = listing[MAIN]
     assert entry["dir"] == f"results/runs/smoke/{MAIN}"
     assert RunSettings.from_dict(entry["settings"]) == grid.run_settings(
@@ -176,7 +199,7 @@ def test_every_run_listed_with_its_folder_and_settings():
 
 def test_table_s1_varies_one_open_choice_at_a_time_outside_the_default_target():
     every, default = grid.grid_points(PARAMS), grid.grid_points(PARAMS, "all")
-    variants = sorted(set(every) - set(default))
+    variants = sorted(set(grid.grid_points(PARAMS, "choices")) - set(default))
     wanted = len(PARAMS["experiments"]["tableS1"]["variants"])
     assert len(default) == 43 and len(variants) == wanted  # opt-in: not trained by `all`
     assert f"{MAIN[:-3]}-taps_quarters-s0" in variants

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnc.data.convert import ConvertError, find_root, images_in, place
 from cnc.data.layout import GOOD
+from cnc.data.raw import ConvertError, find_root, images_in, place
 
 PRODUCTS = ("01", "02", "03")
 NORMAL = "ok"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnc.data.convert import ConvertError, find_root, images_in, place
 from cnc.data.layout import GOOD
+from cnc.data.raw import ConvertError, find_root, images_in, place
 
 SCENARIOS = (
     "can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts",

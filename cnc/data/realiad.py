@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnc.data.convert import ConvertError, find_root, place
 from cnc.data.layout import GOOD, MASK_SUFFIX
+from cnc.data.raw import ConvertError, find_root, place
 
 NORMAL = "OK"
 RESOLUTIONS = ("256", "512", "1024", "raw")

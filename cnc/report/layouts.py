@@ -111,7 +111,19 @@ def preamble(
     if any(r.protocols for r in results):
         varied = experiment is not None and experiment.layout == "sensitivity"
         lines.append(protocol_line([p for r in results for p in r.protocols], varied))
-    if params["scale"] != "paper" or any(d not in ("mvtec", "visa") for d in datasets):
+    others = [d for d in datasets if d not in ("mvtec", "visa")]
+    if params["scale"] == "paper" and others:
+        lines += [
+            "",
+            f"**Not comparable to the paper.** Trained and evaluated on {', '.join(others)}, "
+            "which the paper did not use."
+            + (
+                " The paper's numbers are shown for layout only."
+                if experiment is None or experiment.paper_numbers
+                else ""
+            ),
+        ]
+    elif params["scale"] != "paper":
         lines += [
             "",
             "**Not comparable to the paper.** These numbers come from the smoke scale "
@@ -548,6 +560,50 @@ def per_defect(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: P
     return Built.of_tables(name, cells, [table], [result], summary)
 
 
+DATASET_TITLES = {"mvtec": "MVTec AD", "visa": "VisA", "mvtec_ad2": "MVTec AD 2",
+                  "mpdd": "MPDD", "btad": "BTAD", "realiad": "Real-IAD"}  # fmt: skip
+
+
+def benchmarks(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: Path) -> Built:
+    """The main configuration per dataset: a table of class means and mTotal (one row per
+    dataset), then each dataset's classes, as Tables 1 and 3 give them."""
+    results = [cell_result(runs_dir, c.runs) for c in cells]
+    labels = list(METRICS)
+    header = ["dataset", "trained on", "classes", *(METRIC_LABELS[m] for m in labels), "mTotal"]
+    means = Table(name, "per-dataset means", header, [], section="means")
+    tables = [means]
+    for c, result in zip(cells, results, strict=True):
+        title = DATASET_TITLES.get(c.row, c.row)
+        numbers = [[Num.of(result.mean[m], m)] for m in labels]
+        total = [Num.of(result.mtotal, "mtotal")]
+        means.rows.append((title, [result.dataset or "-", str(len(result.classes)), *numbers,
+                                   total]))  # fmt: skip
+        rows: list[tuple[str, list]] = [
+            (cls, [[Num.of(stats[m], m)] for m in labels]) for cls, stats in result.classes.items()
+        ]
+        rows.append(("Mean", [[Num.of(result.mean[m], m)] for m in labels]))
+        tables.append(Table(name, title, ["class", *(METRIC_LABELS[m] for m in labels)], rows,
+                            section=c.row))  # fmt: skip
+    mark_columns(means, list(range(2, 2 + len(labels) + 1)))
+    epochs = ", ".join(
+        f"{DATASET_TITLES.get(c.row, c.row)} {trained_setting(runs_dir, c.runs[0], 'train.epochs')}"
+        for c in cells
+    )
+    tables[-1].notes = [
+        "The paper's main configuration (params.yaml `main`) on each dataset that "
+        "data.prepare prepares; class means unweighted, mTotal the mean of the five. "
+        f"Epochs: {epochs or '-'} (docs/REPRODUCTION.md: the paper's rule for datasets it "
+        "did not use). Bold: best, underlined: second best in the column."
+        if cells
+        else "No dataset of experiments.benchmarks.datasets is prepared (data.prepare)."
+    ]
+    summary = {
+        c.row: {**{m: r.mean[m].mean for m in labels}, "mtotal": r.mtotal.mean}
+        for c, r in zip(cells, results, strict=True)
+    }
+    return Built.of_tables(name, cells, tables, results, summary)
+
+
 COST_COLUMNS = {  # cost.json key: the column, numbers to 3 significant digits
     "params_trainable_m": "trainable params (M)",
     "params_total_m": "all params (M)",
@@ -602,6 +658,7 @@ LAYOUTS: dict[str, Layout] = {
     "sensitivity": sensitivity,
     "cost": cost,
     "per_defect": per_defect,
+    "benchmarks": benchmarks,
 }
 
 

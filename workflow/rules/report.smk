@@ -32,3 +32,19 @@ rule report_choices:
         "../../environment.yml"
     shell:
         "cnc --log {log} report --params {params.settings:q} --target choices"
+
+
+rule report_benchmarks:
+    """The main configuration on every prepared dataset: per-dataset means (opt-in)."""
+    input:
+        target_results("benchmarks"),
+    output:
+        **report_outputs("benchmarks"),
+    params:
+        settings=json.dumps(config, sort_keys=True),
+    log:
+        f"logs/{SCALE}/report_benchmarks.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "cnc --log {log} report --params {params.settings:q} --target benchmarks"
