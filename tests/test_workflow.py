@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -284,6 +285,48 @@ def test_the_choices_target_trains_only_its_variants(finished):
     assert sigma["protocol"]["smoothing_sigma"] == 0
 
 
+def test_the_benchmarks_target_renders_the_per_dataset_table_from_the_replicas(finished):
+    """Opt-in: the main configuration on every prepared dataset; at the smoke scale the
+    replicas of MVTec AD 2, MPDD, BTAD and Real-IAD, converted by their converters."""
+    run = snakemake(finished, "benchmarks")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (run.stdout + run.stderr).count("(Rule: train)") == 4  # MVTec AD's, VisA's reused
+    table = (finished / "results/reports/smoke/benchmarks.md").read_text()
+    means = table.split("### per-dataset means")[1].split("###")[0]
+    rows = [line.split(" | ")[:2] for line in means.splitlines() if line.startswith("| ")][1:]
+    assert rows == [
+        ["| MVTec AD", "synthetic"], ["| VisA", "synthetic_visa"],
+        ["| MVTec AD 2", "replica_mvtec_ad2"], ["| MPDD", "replica_mpdd"],
+        ["| BTAD", "replica_btad"], ["| Real-IAD", "replica_realiad"],
+    ]  # fmt: skip
+    for section in ("MVTec AD 2", "MPDD", "BTAD", "Real-IAD"):
+        assert f"### {section}\n" in table
+    assert "| audiojack |" in table and "| 01 |" in table and "| can |" in table
+    frame = pd.read_csv(finished / "results/reports/smoke/benchmarks.csv")
+    ours = frame[(frame["section"] == "means") & (frame["row"] == "MVTec AD")]
+    t1 = pd.read_csv(finished / "results/reports/smoke/table1.csv")
+    mean = t1[(t1["row"] == "Mean") & (t1["column"] == "this benchmark")]
+    assert ours["value"].tolist()[:5] == mean["value"].tolist()  # the same main run
+    manifest = json.loads((finished / "data/replica-mvtec_ad2/manifest.json").read_text())
+    assert manifest["replica_of"] == "mvtec_ad2" and manifest["test_set"] == "test_public"
+
+
+def test_the_paper_scale_lists_the_benchmark_runs_of_the_prepared_datasets(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scale"] = "paper"
+    params["data"]["prepare"] = ["mvtec", "visa", "btad", "realiad"]
+    work = project(tmp_path, params=params)
+    dry = snakemake(work, "-n", "benchmarks", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    counts = dict(re.findall(r"(?m)^(\w+)\s+(\d+)$", dry.stdout + dry.stderr))
+    assert (counts["prepare_data"], counts["train"], counts["evaluate"]) == ("4", "4", "4")
+    listed = snakemake(work, "-n", "benchmarks", "--quiet", "host")
+    shown = listed.stdout + listed.stderr
+    for name in ("btad", "realiad"):
+        assert f"results/runs/paper/{name}-vitl14_336-r224-mlf-cnc-moeT5K2-s0/" in shown
+    assert "mpdd-vitl14" not in shown and "mvtec_ad2-vitl14" not in shown  # not prepared
+
+
 def test_the_paper_scale_lists_a_run_per_choice(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["scale"] = "paper"
@@ -404,12 +447,16 @@ def test_snakemake_and_dvc_enumerate_the_same_runs_and_paths():
         assert any(path == d or path.startswith(d + "/") for d in dvc) or path.endswith(
             "train_log.csv"
         ), path
-    # The opt-in target: its own runs in choices/dvc.yaml, the shared main run in dvc.yaml.
-    snake_runs, snake_reports = _runs_and_reports(_snakemake_outputs(ROOT, "choices"))
-    dvc_runs, dvc_reports = _runs_and_reports(_dvc_outputs(ROOT, "choices/dvc.yaml"))
-    assert snake_reports == dvc_reports and dvc_runs == snake_runs - {MAIN}
-    assert len(dvc_runs) == len(yaml.safe_load((ROOT / "params.yaml").read_text())[
-        "experiments"]["tableS1"]["variants"])  # fmt: skip
+    # The opt-in targets: their own runs in <target>/dvc.yaml, shared ones in dvc.yaml.
+    shared = set(_runs_and_reports(dvc)[0])
+    for target in ("choices", "benchmarks"):
+        snake_runs, snake_reports = _runs_and_reports(_snakemake_outputs(ROOT, target))
+        dvc_runs, dvc_reports = _runs_and_reports(_dvc_outputs(ROOT, f"{target}/dvc.yaml"))
+        assert snake_reports == dvc_reports and dvc_runs == snake_runs - shared, target
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert len(_runs_and_reports(_dvc_outputs(ROOT, "choices/dvc.yaml"))[0]) == len(
+        params["experiments"]["tableS1"]["variants"])  # fmt: skip
+    assert len(_runs_and_reports(_dvc_outputs(ROOT, "benchmarks/dvc.yaml"))[0]) == 4
 
 
 def test_dvc_repro_resumes_and_builds_the_same_tables_as_snakemake(finished, tmp_path):
