@@ -711,3 +711,23 @@ def test_every_latex_table_compiles_and_fits_the_text_width(smoke_reports, tmp_p
             re.findall(r"\\(tiny|scriptsize|footnotesize|small|normalsize)\b", tex.read_text())
         )
         assert sizes <= {"scriptsize", "footnotesize"}, (tex.name, sizes)
+
+
+def test_the_preamble_says_when_paper_scale_data_is_not_the_papers():
+    """At the paper scale, runs on a dataset the paper did not use are not comparable for
+    that reason (not the smoke scale's); on MVTec AD nothing is said."""
+    from cnc.report.layouts import preamble
+    from cnc.report.results import CellResult, Stat
+
+    paper_scale = {**PARAMS, "scale": "paper"}
+    benchmarks = experiments.EXPERIMENTS["benchmarks"]
+
+    def result(dataset: str) -> CellResult:
+        return CellResult({}, {}, Stat(50.0), dataset, 1)
+
+    text = "\n".join(preamble(paper_scale, "t", [result("mvtec"), result("btad")], benchmarks))
+    assert "Trained and evaluated on btad, which the paper did not use." in text
+    assert "smoke scale" not in text and "for layout only" not in text
+    assert "Not comparable" not in "\n".join(preamble(paper_scale, "t", [result("mvtec")]))
+    smoke = "\n".join(preamble(PARAMS, "t", [result("replica_btad")], benchmarks))
+    assert "These numbers come from the smoke scale" in smoke
