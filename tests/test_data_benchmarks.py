@@ -215,3 +215,17 @@ def test_a_mask_with_an_upper_case_extension_is_found(tmp_path):
         mask.rename(mask.with_name(mask.stem + ".PNG"))
     report = check_root(root)
     assert report.ok and report.classes["part"].test_anomalous == 1
+
+
+def test_a_training_job_names_how_to_prepare_each_dataset():
+    from cnc.settings import DataSettings
+    from cnc.training.preflight import data_command
+
+    assert data_command(DataSettings("btad", "data/btad")) == "cnc data fetch btad --root data/btad"
+    assert data_command(DataSettings("realiad", "data/r")) == (
+        "cnc data fetch realiad --root data/r --raw <the extracted folder>"
+    )
+    assert data_command(DataSettings("mpdd", "data/m")) == "cnc data fetch mpdd --root data/m"
+    assert data_command(DataSettings("replica_btad", "d")).startswith(
+        "cnc data prepare replica_btad"
+    )

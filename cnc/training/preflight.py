@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from cnc.data.manifest import checked
-from cnc.data.registry import REMOTE
+from cnc.data.registry import REMOTE, REPLICAS
 from cnc.data.synthetic import SETS
 from cnc.io import DiskFullError, free_bytes
 from cnc.model.backbone import FrozenCLIP, resolve_weights
@@ -31,7 +31,11 @@ PROBLEMS_SHOWN = 10
 def data_command(data: DataSettings) -> str:
     """The command that prepares `data.root` for its dataset."""
     if data.dataset in REMOTE:
-        return f"cnc data fetch {data.dataset} --root {data.root}"
+        spec = REMOTE[data.dataset]
+        raw = " --raw <the extracted folder>" if spec.url is None and spec.convert else ""
+        return f"cnc data fetch {data.dataset} --root {data.root}{raw}"
+    if data.dataset in REPLICAS:
+        return f"cnc data prepare {data.dataset} (params.yaml's data.{data.dataset})"
     if data.dataset in SETS:
         classes = ",".join(data.classes or SETS[data.dataset])
         return f"cnc data synthetic {data.root} --classes {classes}"
