@@ -11,9 +11,9 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
-# `snakemake --report report.html`: this front page (written by the report job), the
+# `snakemake [target] --report report.html`: a front page (written by a report job), the
 # outputs flagged with report() in the rules, the graph and the runtime statistics.
-report: f"{REPORTS}/report/all.rst"
+report: front_page()
 
 
 # On a cluster these run where snakemake runs: downloads need the network that compute

@@ -112,6 +112,14 @@ def smoke_reports(tmp_path_factory):
     return root, written
 
 
+def test_the_html_reports_front_page_says_what_was_run_and_warns_in_bold(smoke_reports):
+    root, _ = smoke_reports
+    page = (root / "reports" / "report" / "all.rst").read_text()
+    assert "\n**Not comparable to the paper.** These numbers come from the smoke scale" in page
+    assert "shown for layout only" in page and ".. warning::" not in page
+    assert "Scale **smoke**; 43 runs (1 seed(s) each)." in page and "**Figures**" in page
+
+
 def test_every_table_and_figure_is_written(smoke_reports):
     root, written = smoke_reports
     for f in experiments.report_files():

@@ -48,20 +48,25 @@ def run_figure_caption(key: str) -> str:
 def front_page(params: dict[str, Any], built: list[Built], target: str) -> str:
     """What was run, at which scale, whether it compares with the paper, where the numbers
     came from and how they were scored, and how to browse the report."""
-    head = preamble(params, "CNC benchmark", [r for b in built for r in b.results])
+    # The target's first experiment with the paper's numbers beside ours, else its first.
+    shown = [b.experiment for b in built]
+    experiment = next((e for e in shown if e.paper_numbers), shown[0] if shown else None)
+    head = preamble(params, "CNC benchmark", [r for b in built for r in b.results], experiment)
     runs = grid.grid_points(params, target)
     seeds = len(params["seeds"])
     lines = ["CNC benchmark: the reproduction of CNC (Cross-modal Normality Constraint, AAAI "
              "2025) as run here.", ""]  # fmt: skip
     lines += [f"Scale **{params['scale']}**; {len(runs)} runs ({seeds} seed(s) each)."]
     warning = [line for line in head if line.startswith(NOT_COMPARABLE)]
-    if warning:
-        lines += ["", ".. warning::", "", "   " + rst(warning[0]), ""]
+    if warning:  # bold, as the tables' pages have it (the report does not style admonitions)
+        lead, _, rest = warning[0].removeprefix("**").partition("**")
+        lines += ["", f"**{rst(lead)}** {rst(rest.strip())}", ""]
     facts = [line for line in head[2:] if line and not line.startswith(NOT_COMPARABLE)]
     lines += ["", *(rst(f) + "\n" for f in facts)]
+    figures_shown = "**Figures**, " if any(b.experiment.figures for b in built) else ""
     lines += [
         "Browse: **Tables** (every table of the registry, this benchmark beside the paper), "
-        "**Figures**, **Runs** (each run's metrics per class, training log and diagnostics, "
+        f"{figures_shown}**Runs** (each run's metrics per class, training log and diagnostics, "
         "labelled by dataset, backbone, resolution, T, K, ablation row and seed) and "
         "**Heat maps** (per class, for the runs that draw them). Snakemake adds the "
         "workflow graph and the runtime statistics.",

@@ -78,6 +78,13 @@ def target_results(target):
     return [f"{RUNS}/{run}/{f}" for run in grid.grid_points(config, target) for f in runs.REPORTED]
 
 
+def front_page():
+    """The HTML report's front page: the default target's, else that of an opt-in target
+    that has run (each target's report job writes its own, cnc.report.captions)."""
+    pages = [f"{REPORTS}/report/{target}.rst" for target in experiments.TARGETS]
+    return next((page for page in pages if os.path.exists(page)), pages[0])
+
+
 def output_key(path):
     stem, kind = os.path.splitext(os.path.basename(path))
     return stem if kind in (".md", ".png") else f"{stem}_{kind[1:]}"
