@@ -115,6 +115,13 @@ def test_benchmarks_run_the_main_configuration_on_every_prepared_dataset():
     assert experiments.cells(none, "benchmarks")["benchmarks"] == []
 
 
+def test_a_dataset_without_its_data_entry_is_named():
+    p = params(scale="paper", data__prepare=["mvtec", "visa", "btad"])
+    del p["data"]["btad"]
+    with pytest.raises(SettingsError, match=r"run btad-.*: data\.btad: missing; add it"):
+        grid.check_grid(p)
+
+
 def test_k_larger_than_t_in_the_main_configuration_is_an_error_naming_the_key():
     bad = params(main__experts=2, main__top_k=3)
     with pytest.raises(SettingsError, match=r"^main\.top_k: 3 with main\.experts 2; .*1 <= K <= T"):

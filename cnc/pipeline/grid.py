@@ -102,7 +102,10 @@ def run_settings(params: dict[str, Any], point: GridPoint) -> RunSettings:
     """What is trained for `point` at the chosen scale."""
     sc = scale_settings(params)
     dataset = dataset_of(params, point)
-    root = params["data"][dataset]["root"]
+    entry = params["data"].get(dataset)
+    if not isinstance(entry, dict):
+        raise SettingsError(f"data.{dataset}: missing; add it with its root (see params.yaml)")
+    root = entry.get("root")
     if root is None:
         raise SettingsError(f"data.{dataset}.root: not set; give the dataset folder in params.yaml")
     divisor = sc["resolution_divisor"]
