@@ -739,3 +739,21 @@ def test_the_preamble_says_when_paper_scale_data_is_not_the_papers():
     assert "Not comparable" not in "\n".join(preamble(paper_scale, "t", [result("mvtec")]))
     smoke = "\n".join(preamble(PARAMS, "t", [result("replica_btad")], benchmarks))
     assert "These numbers come from the smoke scale" in smoke
+
+
+def test_a_latex_interval_part_names_a_metric_column_once():
+    """The part of a split table that holds this benchmark's intervals: a table with one
+    column per metric (the benchmarks' means) keeps its headers; a table of several
+    columns of metric groups names metric and column."""
+    from cnc.report.latex import _intervals
+    from cnc.report.render import Num, Table
+
+    def num(metric: str) -> Num:
+        return Num(50.0, metric=metric, low=40.0, high=70.0)
+
+    per_metric = Table("t", "", ["dataset", "I-AUROC", "mTotal"],
+                       [("BTAD", [[num("i_auroc")], [num("mtotal")]])])  # fmt: skip
+    assert _intervals(per_metric).header == ["dataset", "I-AUROC", "mTotal"]
+    grouped = Table("t", "", ["class", "ours", "paper"],
+                    [("wood", [[num("i_auroc")], [num("i_auroc")]])])  # fmt: skip
+    assert _intervals(grouped).header == ["class", "I-AUROC (ours)", "I-AUROC (paper)"]

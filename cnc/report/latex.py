@@ -118,8 +118,10 @@ def _intervals(table: Table) -> Table | None:
         groups = [c[j] for _, c in table.rows if isinstance(c[j], list)]
         for m in range(max(len(g) for g in groups)):
             metric = next((g[m].metric for g in groups if m < len(g) and g[m].metric), "")
-            name = METRIC_LABELS.get(metric, metric)
-            header.append(f"{name} ({table.header[j + 1]})" if len(shown) > 1 else name)
+            name, column = METRIC_LABELS.get(metric, metric), table.header[j + 1]
+            if name.lower() == column.lower():  # a column per metric already: named once
+                name = column
+            header.append(f"{name} ({column})" if len(shown) > 1 and name != column else name)
             picks.append((j, m))
     rows = [
         (label, [[cells[j][m]] if isinstance(cells[j], list) and m < len(cells[j]) else ""
