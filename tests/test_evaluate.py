@@ -78,6 +78,11 @@ def test_evaluate_writes_metrics_csv_and_heatmaps(run_dir):
     for cls in ("bolt", "nut"):
         with Image.open(run_dir / "heatmaps" / f"{cls}.png") as im:
             assert im.size[0] > 100 and im.size[1] > 300  # 6 rows of 3 panels
+    assert sorted(p.name for p in (run_dir / "heatmaps").iterdir()) == ["bolt.png", "nut.png"]
+    # Without heat maps the folder says why it is empty and how to draw them.
+    assert runner.invoke(app, ["evaluate", str(run_dir), "--no-heatmaps"]).exit_code == 0
+    (note,) = (run_dir / "heatmaps").iterdir()
+    assert note.name == "README.txt" and f"cnc evaluate {run_dir}" in note.read_text()
 
 
 def test_smoothing_is_an_evaluation_setting_over_unsmoothed_maps(run_dir, tmp_path):

@@ -50,6 +50,9 @@ def summarise(per_class: dict[str, dict[str, float]]) -> tuple[dict[str, float],
     return mean, float(np.mean(list(mean.values())))
 
 
+NOT_DRAWN = "README.txt"  # in the heat-map folder of a run evaluated without them
+
+
 def evaluate_run(
     run_dir: Path, settings: EvaluateSettings | None = None, heatmaps: bool = True
 ) -> dict[str, Any]:
@@ -82,6 +85,12 @@ def _evaluate(
     # always replaced: empty when none are drawn (an earlier evaluation's are not this one's)
     folder = outputs.folder(run_dir / HEATMAPS_DIR)
     drawn = folder if heatmaps else None
+    if drawn is None:  # says why it is empty (and DVC does not warn of an empty output)
+        (folder / NOT_DRAWN).write_text(
+            f"No heat maps were drawn for {run_dir.name} (the workflow draws those of "
+            "evaluate.heatmaps: main = the runs of Tables 1 and 3). Draw them with: "
+            f"cnc evaluate {run_dir}\n"
+        )
     per_class: dict[str, dict[str, float]] = {}
     replicates, images, defects = [], [], {}
     digests = recorded.get("maps") or {}

@@ -108,7 +108,7 @@ def _run_stages(where: dict[str, str]) -> dict[str, Any]:
                     _uncached(f"{RUN}/{METRICS_CSV}"),
                     _uncached(f"{RUN}/{BOOTSTRAP}"),
                     _uncached(f"{RUN}/{METRICS_JSON}"),
-                    _uncached(f"{RUN}/{HEATMAPS_DIR}"),  # empty where none are drawn
+                    _uncached(f"{RUN}/{HEATMAPS_DIR}"),  # a README.txt where none are drawn
                 ],
             },
         },
