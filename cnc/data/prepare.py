@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,13 @@ def _fail(problems: list[str], headline: str) -> None:
 
 
 def verify_root(
-    root: Path, dataset: str, counts: dict[str, tuple[int, int, int]] | None
+    root: Path,
+    dataset: str,
+    counts: dict[str, tuple[int, int, int]] | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Check a prepared folder; compare with its manifest when it has one, else write one."""
+    """Check a prepared folder; compare with its manifest when it has one, else write one
+    (with `extra`: what its preparation reports beyond the files)."""
     root = Path(root)
     manifest_path = root / MANIFEST
     if manifest_path.is_file():
@@ -49,7 +55,29 @@ def verify_root(
     _fail(report.problems, f"{root}: not a valid MVTec-layout dataset")
     if counts is not None:
         _fail(count_mismatches(report, counts), f"{root}: counts differ from the published ones")
-    return write_manifest(root, manifest_path, dataset, report)
+    return write_manifest(root, manifest_path, dataset, report, extra)
+
+
+def _verify_made(root: Path, dataset: str, counts: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """verify_root on a folder just made: removed when it fails, so that no folder looks
+    prepared but is not."""
+    try:
+        return verify_root(root, dataset, counts, extra)
+    except DataError:
+        shutil.rmtree(root)
+        raise
+
+
+@contextmanager
+def _scratch(root: Path) -> Iterator[Path]:
+    """A folder beside `root` for a raw layout on its way to `root`, removed afterwards
+    (and first: our own leftover from a killed run)."""
+    raw = root.with_name(f".{root.name}.raw")
+    shutil.rmtree(raw, ignore_errors=True)
+    try:
+        yield raw
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
 
 
 def _by_hand(spec: RemoteDataset, root: Path) -> DataError:
@@ -65,22 +93,24 @@ def _by_hand(spec: RemoteDataset, root: Path) -> DataError:
 
 
 def convert_raw(
-    spec: RemoteDataset, raw: Path, root: Path, expected: Any, move: bool, options: dict[str, Any]
+    spec: RemoteDataset,
+    raw: Path,
+    root: Path,
+    expected: Any,
+    move: bool,
+    options: dict[str, Any],
+    dataset: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Convert the raw folder `raw` of dataset `spec` into `root` (all or nothing), then
-    verify it and write its manifest (with what the converter reports)."""
+    verify it and write its manifest once, as `dataset` (default: spec's name), with what
+    the converter reports and `extra`."""
     if not Path(raw).is_dir():
         raise DataError(f"{raw}: not found (data.{spec.name}.raw); give the extracted folder")
     with atomic_dir(root) as tmp:
         extras = CONVERTERS[spec.convert](Path(raw), tmp, move=move, **options)
-    try:
-        manifest = verify_root(root, spec.name, expected)
-    except DataError:
-        shutil.rmtree(root)  # never leave a folder that looks prepared but is not
-        raise
-    manifest |= {"converted_from": spec.convert or "MVTec layout", **extras}
-    write_json(root / MANIFEST, manifest)
-    return manifest
+    facts = {"converted_from": spec.convert or "MVTec layout", **extras, **(extra or {})}
+    return _verify_made(root, dataset or spec.name, expected, facts)
 
 
 def fetch(
@@ -125,18 +155,10 @@ def fetch(
         ) from None
     if not spec.convert:
         extract(archive, root)
-        try:
-            return verify_root(root, name, expected)
-        except DataError:
-            shutil.rmtree(root)  # never leave a folder that looks prepared but is not
-            raise
-    extracted = root.with_name(f".{root.name}.raw")
-    shutil.rmtree(extracted, ignore_errors=True)  # our own leftover from a killed run
-    extract(archive, extracted)
-    try:
+        return _verify_made(root, name, expected, {})
+    with _scratch(root) as extracted:
+        extract(archive, extracted)
         return convert_raw(spec, extracted, root, expected, move=True, options=options)
-    finally:
-        shutil.rmtree(extracted, ignore_errors=True)
 
 
 def replica(name: str, root: Path) -> dict[str, Any]:
@@ -145,25 +167,20 @@ def replica(name: str, root: Path) -> dict[str, Any]:
     dataset, root = REPLICAS[name], Path(root)
     if root.exists():
         recorded = root / MANIFEST
-        made_here = recorded.is_file() and read_json(recorded).get("dataset") == name
-        if made_here and not manifest_differences(root, root / MANIFEST):
-            return read_json(root / MANIFEST)
-        if not made_here:
+        old = read_json(recorded) if recorded.is_file() else {}
+        if old.get("dataset") != name:
             raise AlreadyExistsError(
                 f"{root}: exists and is not the {name} replica; choose another data.{name}.root"
             )
+        if not manifest_differences(root, recorded):
+            return old
         shutil.rmtree(root)  # our own replica, changed since: made again
-    raw = root.with_name(f".{root.name}.raw")
-    shutil.rmtree(raw, ignore_errors=True)  # our own leftover from a killed run
-    try:
+    with _scratch(root) as raw:
         replicas.write(dataset, raw)
-        spec = REMOTE[dataset]
-        manifest = convert_raw(spec, raw, root, None, move=True, options={})
-    finally:
-        shutil.rmtree(raw, ignore_errors=True)
-    manifest |= {"dataset": name, "replica_of": dataset}
-    write_json(root / MANIFEST, manifest)
-    return manifest
+        return convert_raw(
+            REMOTE[dataset], raw, root, None, move=True, options={}, dataset=name,
+            extra={"replica_of": dataset},
+        )  # fmt: skip
 
 
 def is_synthetic(root: Path) -> bool:

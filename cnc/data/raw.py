@@ -42,13 +42,10 @@ def place(src: Path, dest: Path, move: bool, seen: set[Path]) -> None:
 def find_root(raw: Path, is_root: Callable[[Path], bool], what: str) -> Path:
     """The folder under `raw` (itself, or one or two levels of wrapping folders, as
     archives have) for which `is_root` holds."""
-    raw = Path(raw)
-    levels = [[raw]]
-    for _ in range(2):
-        below = [c for p in levels[-1] if p.is_dir() for c in sorted(p.iterdir())]
-        levels.append([c for c in below if c.is_dir()])
-    for level in levels:
+    level = [Path(raw)]
+    for _ in range(3):  # itself, then each level below, listed only when needed
         found = [p for p in level if is_root(p)]
         if found:
             return found[0]
+        level = [c for p in level for c in sorted(p.iterdir()) if c.is_dir()]
     raise ConvertError(f"{raw}: not the extracted {what}; expected {what}'s folders in it")

@@ -112,29 +112,22 @@ def preamble(
         varied = experiment is not None and experiment.layout == "sensitivity"
         lines.append(protocol_line([p for r in results for p in r.protocols], varied))
     others = [d for d in datasets if d not in ("mvtec", "visa")]
-    if params["scale"] == "paper" and others:
-        lines += [
-            "",
-            f"**Not comparable to the paper.** Trained and evaluated on {', '.join(others)}, "
-            "which the paper did not use."
-            + (
-                " The paper's numbers are shown for layout only."
-                if experiment is None or experiment.paper_numbers
-                else ""
-            ),
-        ]
-    elif params["scale"] != "paper":
-        lines += [
-            "",
-            "**Not comparable to the paper.** These numbers come from the smoke scale "
-            "(synthetic data, tiny randomly initialised backbones, a few epochs). They "
-            "check that the pipeline runs end to end; they say nothing about CNC."
-            + (
-                " The paper's numbers are shown for layout only."
-                if experiment is None or experiment.paper_numbers
-                else ""
-            ),
-        ]
+    if params["scale"] != "paper":
+        why = (
+            "These numbers come from the smoke scale (synthetic data, tiny randomly "
+            "initialised backbones, a few epochs). They check that the pipeline runs end to "
+            "end; they say nothing about CNC."
+        )
+    elif others:
+        why = f"Trained and evaluated on {', '.join(others)}, which the paper did not use."
+    else:
+        return lines
+    layout = experiment is None or experiment.paper_numbers
+    lines += [
+        "",
+        f"**Not comparable to the paper.** {why}"
+        + (" The paper's numbers are shown for layout only." if layout else ""),
+    ]
     return lines
 
 
@@ -568,23 +561,22 @@ def benchmarks(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: P
     """The main configuration per dataset: a table of class means and mTotal (one row per
     dataset), then each dataset's classes, as Tables 1 and 3 give them."""
     results = [cell_result(runs_dir, c.runs) for c in cells]
-    labels = list(METRICS)
-    header = ["dataset", "trained on", "classes", *(METRIC_LABELS[m] for m in labels), "mTotal"]
+    header = ["dataset", "trained on", "classes", *(METRIC_LABELS[m] for m in METRICS), "mTotal"]
     means = Table(name, "per-dataset means", header, [], section="means")
     tables = [means]
     for c, result in zip(cells, results, strict=True):
         title = DATASET_TITLES.get(c.row, c.row)
-        numbers = [[Num.of(result.mean[m], m)] for m in labels]
+        numbers = [[Num.of(result.mean[m], m)] for m in METRICS]
         total = [Num.of(result.mtotal, "mtotal")]
         means.rows.append((title, [result.dataset or "-", str(len(result.classes)), *numbers,
                                    total]))  # fmt: skip
         rows: list[tuple[str, list]] = [
-            (cls, [[Num.of(stats[m], m)] for m in labels]) for cls, stats in result.classes.items()
+            (cls, [[Num.of(stats[m], m)] for m in METRICS]) for cls, stats in result.classes.items()
         ]
-        rows.append(("Mean", [[Num.of(result.mean[m], m)] for m in labels]))
-        tables.append(Table(name, title, ["class", *(METRIC_LABELS[m] for m in labels)], rows,
+        rows.append(("Mean", [[Num.of(result.mean[m], m)] for m in METRICS]))
+        tables.append(Table(name, title, ["class", *(METRIC_LABELS[m] for m in METRICS)], rows,
                             section=c.row))  # fmt: skip
-    mark_columns(means, list(range(2, 2 + len(labels) + 1)))
+    mark_columns(means, list(range(2, 2 + len(METRICS) + 1)))
     epochs = ", ".join(
         f"{DATASET_TITLES.get(c.row, c.row)} {trained_setting(runs_dir, c.runs[0], 'train.epochs')}"
         for c in cells
@@ -598,7 +590,7 @@ def benchmarks(params: dict[str, Any], name: str, cells: list[Cell], runs_dir: P
         else "No dataset of experiments.benchmarks.datasets is prepared (data.prepare)."
     ]
     summary = {
-        c.row: {**{m: r.mean[m].mean for m in labels}, "mtotal": r.mtotal.mean}
+        c.row: {**{m: r.mean[m].mean for m in METRICS}, "mtotal": r.mtotal.mean}
         for c, r in zip(cells, results, strict=True)
     }
     return Built.of_tables(name, cells, tables, results, summary)
